@@ -1,0 +1,478 @@
+//! Configuration: one `clap` struct, every flag also a `HEYGEN_…` environment
+//! variable, and its validation into [`Settings`]. Secrets come from the
+//! environment only (flags show up in `ps` and shell history). No network here.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+use crate::gateway::{ApiKey, GatewayConfig, RetryPolicy};
+
+pub const DEFAULT_API_BASE: &str = "https://api.aihubmax.com";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
+
+const ENV_HELP: &str = "\
+Environment:
+  HEYGEN_API_KEY          the task API's bearer key (environment only, never a flag)
+  HEYGEN_MCP_AUTH_TOKEN   HTTP callers' bearer token(s), comma-separated (environment only)
+  RUST_LOG                log filter for stderr, e.g. info or heygen_video_mcp=debug
+
+Every flag above can also be set through the environment variable shown with it.
+Quick start without a key:  heygen-video-mcp --simulate";
+
+/// MCP server for the HeyGen Video Agent: create talking-avatar videos from a
+/// prompt, follow them to a finished MP4, save them before the link expires.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "heygen-video-mcp", version, about, after_help = ENV_HELP)]
+pub struct Cli {
+    /// Upstream task API: origin plus optional path prefix.
+    #[arg(long, env = "HEYGEN_API_BASE", default_value = DEFAULT_API_BASE, value_name = "URL")]
+    pub api_base: String,
+
+    /// Seconds one upstream request may take.
+    #[arg(
+        long,
+        env = "HEYGEN_REQUEST_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
+    pub request_timeout: f64,
+
+    /// Retries of an upstream request that failed transiently (status and credit
+    /// lookups; a create is only retried when it provably was not accepted).
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_RETRIES",
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub max_retries: u32,
+
+    /// Longest single backoff delay between retries, in seconds (also caps an
+    /// honoured Retry-After).
+    #[arg(
+        long,
+        env = "HEYGEN_RETRY_MAX_DELAY",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    pub retry_max_delay: f64,
+
+    /// Run against the embedded simulated gateway: no key, no network, fake videos.
+    #[arg(long, env = "HEYGEN_SIMULATE")]
+    pub simulate: bool,
+
+    /// How long a simulated video takes to render, in seconds.
+    #[arg(
+        long,
+        env = "HEYGEN_SIMULATE_RENDER_SECONDS",
+        default_value_t = 12.0,
+        value_name = "SECONDS"
+    )]
+    pub simulate_render_seconds: f64,
+
+    /// Serve Streamable HTTP on ADDR (e.g. 127.0.0.1:8000) instead of stdio.
+    #[arg(long, env = "HEYGEN_HTTP", value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_HTTP_ADDR)]
+    pub http: Option<String>,
+
+    /// HTTP: extra Host header values to accept (public names); loopback names are always accepted.
+    #[arg(
+        long = "allowed-host",
+        env = "HEYGEN_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// HTTP: extra Origin values to accept (e.g. https://app.example.com); loopback origins are always accepted.
+    #[arg(
+        long = "allowed-origin",
+        env = "HEYGEN_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// HTTP: let callers bring their own upstream key in the X-HeyGen-Api-Key header.
+    #[arg(long, env = "HEYGEN_CALLER_KEYS")]
+    pub caller_keys: bool,
+
+    /// HTTP: require every caller to bring its own key (no fallback to HEYGEN_API_KEY). Implies --caller-keys.
+    #[arg(long, env = "HEYGEN_REQUIRE_CALLER_KEYS")]
+    pub require_caller_keys: bool,
+
+    /// HTTP: serve 2025-11-25 clients with sessions (on by default); off serves every request statelessly.
+    #[arg(long, env = "HEYGEN_LEGACY_SESSIONS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub legacy_sessions: bool,
+
+    /// HTTP: allow binding a non-loopback address without HEYGEN_MCP_AUTH_TOKEN (anyone who can reach it spends your credits).
+    #[arg(long, env = "HEYGEN_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    /// HTTP: largest accepted request body, in bytes.
+    #[arg(long, env = "HEYGEN_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+
+    /// HTTP: most requests handled at once; more wait briefly, then get 503.
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_CONCURRENT",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub max_concurrent: usize,
+
+    /// HTTP: seconds in-flight calls may take to finish on shutdown.
+    #[arg(
+        long,
+        env = "HEYGEN_DRAIN_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
+    pub drain_timeout: f64,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_key: Option<ApiKey>,
+    pub gateway: GatewayConfig,
+    pub simulate: bool,
+    pub simulate_render: Duration,
+    pub http: Option<HttpSettings>,
+    /// Problems worth a warning at start (never fatal).
+    pub warnings: Vec<String>,
+}
+
+/// How callers over HTTP may supply their own upstream key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallerKeys {
+    /// Only the server's key is used.
+    #[default]
+    Off,
+    /// A caller's `X-HeyGen-Api-Key` wins; otherwise the server's key.
+    Optional,
+    /// Every caller must send `X-HeyGen-Api-Key`.
+    Required,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub addr: SocketAddr,
+    pub auth_tokens: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub caller_keys: CallerKeys,
+    pub legacy_sessions: bool,
+    pub max_body_bytes: usize,
+    pub max_concurrent: usize,
+    pub drain_timeout: Duration,
+}
+
+impl Cli {
+    /// Validates the flags together with the secrets read from the environment.
+    pub fn into_settings(
+        self,
+        api_key: Option<String>,
+        auth_tokens: Option<String>,
+    ) -> Result<Settings, String> {
+        let mut warnings = Vec::new();
+        let base_url = normalize_api_base(&self.api_base, &mut warnings)?;
+        let timeout = seconds("--request-timeout", self.request_timeout, 0.05, 3600.0)?;
+        let retry_max = seconds("--retry-max-delay", self.retry_max_delay, 0.0, 600.0)?;
+        let mut gateway = GatewayConfig::new(base_url);
+        gateway.timeout = timeout;
+        gateway.connect_timeout = timeout.min(Duration::from_secs(10));
+        gateway.retry = RetryPolicy {
+            max_attempts: self.max_retries.saturating_add(1).min(20),
+            base_delay: Duration::from_millis(500).min(retry_max),
+            max_delay: retry_max,
+            ..RetryPolicy::default()
+        };
+        let simulate_render = seconds(
+            "--simulate-render-seconds",
+            self.simulate_render_seconds,
+            0.0,
+            3600.0,
+        )?;
+
+        let http = match &self.http {
+            None => None,
+            Some(addr) => {
+                let addr: SocketAddr = addr.trim().parse().map_err(|_| {
+                    format!(
+                        "--http / HEYGEN_HTTP: {addr:?} is not an address; use HOST:PORT with an IP, \
+                         e.g. 127.0.0.1:8000 or 0.0.0.0:8000"
+                    )
+                })?;
+                let auth_tokens: Vec<String> = auth_tokens
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if !addr.ip().is_loopback() && auth_tokens.is_empty() && !self.insecure_no_auth {
+                    return Err(format!(
+                        "refusing to serve HTTP on the non-loopback address {addr} without caller \
+                         authentication: anyone who can reach it could spend your credits. Set \
+                         HEYGEN_MCP_AUTH_TOKEN to one or more secret tokens (comma-separated) that \
+                         callers send as 'Authorization: Bearer <token>', or bind 127.0.0.1, or \
+                         pass --insecure-no-auth if another layer authenticates callers."
+                    ));
+                }
+                if self.max_body_bytes < 1024 {
+                    return Err("--max-body-bytes must be at least 1024".into());
+                }
+                if self.max_concurrent == 0 {
+                    return Err("--max-concurrent must be at least 1".into());
+                }
+                let caller_keys = if self.require_caller_keys {
+                    CallerKeys::Required
+                } else if self.caller_keys {
+                    CallerKeys::Optional
+                } else {
+                    CallerKeys::Off
+                };
+                Some(HttpSettings {
+                    addr,
+                    auth_tokens,
+                    allowed_hosts: clean_list(&self.allowed_hosts),
+                    allowed_origins: clean_list(&self.allowed_origins)
+                        .into_iter()
+                        .map(|o| o.trim_end_matches('/').to_string())
+                        .collect(),
+                    caller_keys,
+                    legacy_sessions: self.legacy_sessions,
+                    max_body_bytes: self.max_body_bytes,
+                    max_concurrent: self.max_concurrent,
+                    drain_timeout: seconds("--drain-timeout", self.drain_timeout, 0.0, 3600.0)?,
+                })
+            }
+        };
+        if http.is_none() && (self.caller_keys || self.require_caller_keys) {
+            warnings.push(
+                "--caller-keys only applies to --http; on stdio the server's HEYGEN_API_KEY is used"
+                    .into(),
+            );
+        }
+
+        Ok(Settings {
+            api_key: api_key.and_then(ApiKey::new),
+            gateway,
+            simulate: self.simulate,
+            simulate_render,
+            http,
+            warnings,
+        })
+    }
+}
+
+fn clean_list(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn seconds(name: &str, v: f64, min: f64, max: f64) -> Result<Duration, String> {
+    if !v.is_finite() || v < min || v > max {
+        return Err(format!(
+            "{name} must be between {min} and {max} seconds, got {v}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Checks `HEYGEN_API_BASE`: absolute http(s) URL, no query or fragment, plain
+/// http only for loopback hosts; strips a trailing `/` and `/v1` (with a warning).
+pub fn normalize_api_base(raw: &str, warnings: &mut Vec<String>) -> Result<String, String> {
+    let raw = raw.trim();
+    let url = url::Url::parse(raw).map_err(|e| {
+        format!("HEYGEN_API_BASE {raw:?} is not a URL ({e}); expected e.g. {DEFAULT_API_BASE}")
+    })?;
+    let host = url.host_str().unwrap_or_default().to_string();
+    if host.is_empty() {
+        return Err(format!("HEYGEN_API_BASE {raw:?} has no host"));
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => {
+            return Err(format!(
+                "HEYGEN_API_BASE {raw:?} uses plain http to a non-loopback host: the API key would \
+                 travel unencrypted. Use https://"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "HEYGEN_API_BASE {raw:?} has scheme {other:?}; use https://"
+            ));
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "HEYGEN_API_BASE {raw:?} must not carry a query or fragment"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("HEYGEN_API_BASE must not contain credentials; set HEYGEN_API_KEY".into());
+    }
+    let mut base = url.as_str().trim_end_matches('/').to_string();
+    if let Some(stripped) = base.strip_suffix("/v1") {
+        warnings.push(format!(
+            "HEYGEN_API_BASE ends in /v1; using {stripped} (the server adds /v1 itself)"
+        ));
+        base = stripped.to_string();
+    }
+    Ok(base)
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Where the binary keeps nothing yet: reserved for later options.
+pub fn default_data_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("heygen-video-mcp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut v = vec!["heygen-video-mcp"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let s = parse(&[]).into_settings(None, None).unwrap();
+        assert_eq!(s.gateway.base_url, DEFAULT_API_BASE);
+        assert_eq!(s.gateway.timeout, Duration::from_secs(30));
+        assert!(s.api_key.is_none());
+        assert!(s.http.is_none());
+        assert!(!s.simulate);
+    }
+
+    #[test]
+    fn api_base_rules() {
+        let mut w = Vec::new();
+        assert_eq!(
+            normalize_api_base("https://gw.example/prefix/v1/", &mut w).unwrap(),
+            "https://gw.example/prefix"
+        );
+        assert_eq!(w.len(), 1);
+        assert_eq!(
+            normalize_api_base("http://127.0.0.1:9000", &mut w).unwrap(),
+            "http://127.0.0.1:9000"
+        );
+        assert!(normalize_api_base("http://localhost:1/", &mut w).is_ok());
+        assert!(normalize_api_base("http://gw.example", &mut w).is_err());
+        assert!(normalize_api_base("ftp://gw.example", &mut w).is_err());
+        assert!(normalize_api_base("gw.example", &mut w).is_err());
+        assert!(normalize_api_base("https://gw.example/?x=1", &mut w).is_err());
+        assert!(normalize_api_base("https://u:p@gw.example/", &mut w).is_err());
+    }
+
+    #[test]
+    fn blank_key_is_no_key() {
+        let s = parse(&[]).into_settings(Some("  ".into()), None).unwrap();
+        assert!(s.api_key.is_none());
+    }
+
+    #[test]
+    fn bad_timeout_is_refused() {
+        assert!(
+            parse(&["--request-timeout", "0"])
+                .into_settings(None, None)
+                .is_err()
+        );
+        assert!(
+            parse(&["--request-timeout", "NaN"])
+                .into_settings(None, None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn http_non_loopback_needs_a_token_or_explicit_opt_out() {
+        let err = parse(&["--http", "0.0.0.0:8000"])
+            .into_settings(None, None)
+            .unwrap_err();
+        assert!(err.contains("HEYGEN_MCP_AUTH_TOKEN"), "{err}");
+        let ok = parse(&["--http", "0.0.0.0:8000"])
+            .into_settings(None, Some("t1, t2".into()))
+            .unwrap();
+        assert_eq!(ok.http.unwrap().auth_tokens, vec!["t1", "t2"]);
+        assert!(
+            parse(&["--http", "0.0.0.0:8000", "--insecure-no-auth"])
+                .into_settings(None, None)
+                .is_ok()
+        );
+        let local = parse(&["--http", "127.0.0.1:0"])
+            .into_settings(None, None)
+            .unwrap();
+        assert!(local.http.unwrap().auth_tokens.is_empty());
+    }
+
+    #[test]
+    fn http_flag_alone_uses_default_address() {
+        let s = parse(&["--http"]).into_settings(None, None).unwrap();
+        assert_eq!(s.http.unwrap().addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert!(
+            parse(&["--http", "nonsense"])
+                .into_settings(None, None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn caller_key_modes() {
+        let h = |args: &[&str]| {
+            let mut a = vec!["--http", "127.0.0.1:0"];
+            a.extend_from_slice(args);
+            parse(&a)
+                .into_settings(None, None)
+                .unwrap()
+                .http
+                .unwrap()
+                .caller_keys
+        };
+        assert_eq!(h(&[]), CallerKeys::Off);
+        assert_eq!(h(&["--caller-keys"]), CallerKeys::Optional);
+        assert_eq!(h(&["--require-caller-keys"]), CallerKeys::Required);
+    }
+
+    #[test]
+    fn lists_are_split_and_cleaned() {
+        let s = parse(&[
+            "--http",
+            "127.0.0.1:0",
+            "--allowed-host",
+            "mcp.example.com, other.example",
+            "--allowed-origin",
+            "https://app.example.com/",
+        ])
+        .into_settings(None, None)
+        .unwrap();
+        let h = s.http.unwrap();
+        assert_eq!(h.allowed_hosts, vec!["mcp.example.com", "other.example"]);
+        assert_eq!(h.allowed_origins, vec!["https://app.example.com"]);
+    }
+}

@@ -1,0 +1,520 @@
+//! The task-API client: one lazily built `reqwest::Client`, timeouts, and the
+//! per-endpoint retry policy of DESIGN.md §4. Creating a video costs money, so
+//! `create_video` is resent only when nothing can have reached the upstream
+//! (connect failure) or when the gateway refused it with 429.
+
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::Value;
+
+use super::{
+    error::GatewayError,
+    secret::ApiKey,
+    types::{CreateVideoRequest, ErrorEnvelope, TaskObject},
+};
+
+/// Most of a task answer we will ever read; anything bigger is not a task.
+const MAX_BODY: usize = 2 * 1024 * 1024;
+/// Longest excerpt of a non-JSON error body shown to the user.
+const EXCERPT_CHARS: usize = 200;
+
+/// Everything but the RFC 3986 unreserved characters and `:` (a valid path
+/// character) is encoded, so a task id always stays one path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':');
+
+/// How often and how patiently failed requests are retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in total for idempotent requests (status, credits).
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per attempt, with jitter.
+    pub base_delay: Duration,
+    /// Cap of one backoff delay, and of an honoured `Retry-After`.
+    pub max_delay: Duration,
+    /// Total time a create may spend waiting out 429s / connect failures, so the
+    /// call still fits a 60 s client timeout.
+    pub create_budget: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            create_budget: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Origin plus optional path prefix, without a trailing slash or `/v1`.
+    pub base_url: String,
+    /// Total time for one request (connect, send, answer).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl GatewayConfig {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The task-API client. Cheap to share behind an `Arc`; the HTTP client and its
+/// TLS roots are built on first use so start-up stays fast.
+#[derive(Debug)]
+pub struct GatewayClient {
+    config: GatewayConfig,
+    http: OnceLock<Result<reqwest::Client, String>>,
+}
+
+/// Checks a task id against DESIGN.md §8's allowlist: `[A-Za-z0-9._:-]{1,128}`,
+/// never `.` or `..`.
+pub fn validate_task_id(id: &str) -> Result<(), GatewayError> {
+    let reason = if id.is_empty() {
+        Some("it is empty".to_string())
+    } else if id.chars().count() > 128 {
+        Some("it is longer than 128 characters".to_string())
+    } else if id == "." || id == ".." {
+        Some("it is a path component, not an id".to_string())
+    } else {
+        id.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+            .map(|c| format!("it contains the character {c:?}"))
+    };
+    match reason {
+        Some(reason) => Err(GatewayError::InvalidTaskId { reason }),
+        None => Ok(()),
+    }
+}
+
+impl GatewayClient {
+    pub fn new(config: GatewayConfig) -> Self {
+        Self {
+            config,
+            http: OnceLock::new(),
+        }
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    fn http(&self) -> Result<&reqwest::Client, GatewayError> {
+        self.http
+            .get_or_init(|| {
+                // reqwest is built without a bundled crypto provider; pick ring once.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(self.config.connect_timeout)
+                    .timeout(self.config.timeout)
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| GatewayError::Connect {
+                detail: format!("the HTTP client could not be built: {e}"),
+            })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_url, path)
+    }
+
+    /// `POST /v1/videos/generations`. Sent at most once unless nothing was
+    /// sent (connect failure) or the gateway answered 429.
+    pub async fn create_video(
+        &self,
+        key: &ApiKey,
+        body: &CreateVideoRequest,
+    ) -> Result<TaskObject, GatewayError> {
+        let url = self.url("/v1/videos/generations");
+        let body = serde_json::to_vec(body).map_err(|e| GatewayError::Decode {
+            status: 0,
+            detail: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self
+                .send(key, Method::POST, &url, Some(Bytes::from(body.clone())))
+                .await;
+            let err = match result {
+                Ok((status, bytes)) => {
+                    let task = decode_task(status, &bytes)?;
+                    if task.id.is_none() {
+                        // The video was probably created, but we cannot name it.
+                        return Err(GatewayError::Decode {
+                            status: status.as_u16(),
+                            detail: "the answer carries no task id".into(),
+                        });
+                    }
+                    return Ok(task);
+                }
+                Err(e) => e,
+            };
+            let retryable = matches!(
+                &err,
+                GatewayError::Connect { .. } | GatewayError::Api { status: 429, .. }
+            );
+            if !retryable || attempt >= self.config.retry.max_attempts {
+                return Err(err);
+            }
+            let delay = self.backoff(attempt, &err);
+            if started.elapsed() + delay > self.config.retry.create_budget {
+                return Err(err);
+            }
+            tracing::info!(attempt, ?delay, "create not accepted, retrying: {err}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `GET /v1/tasks/{task_id}`; idempotent, so 429, 5xx and transport
+    /// failures are retried with capped backoff.
+    pub async fn get_task(
+        &self,
+        key: &ApiKey,
+        task_id: &str,
+        sync_upstream: bool,
+    ) -> Result<TaskObject, GatewayError> {
+        validate_task_id(task_id)?;
+        let mut url = self.url(&format!(
+            "/v1/tasks/{}",
+            utf8_percent_encode(task_id, SEGMENT)
+        ));
+        if sync_upstream {
+            url.push_str("?sync_upstream=true");
+        }
+        let (status, bytes) = self.send_idempotent(key, &url).await?;
+        decode_task(status, &bytes)
+    }
+
+    /// `GET /v1/account/credits`, passed on as JSON (its shape is undocumented).
+    pub async fn credits(&self, key: &ApiKey) -> Result<Value, GatewayError> {
+        let url = self.url("/v1/account/credits");
+        let (status, bytes) = self.send_idempotent(key, &url).await?;
+        serde_json::from_slice(&bytes).map_err(|e| GatewayError::Decode {
+            status: status.as_u16(),
+            detail: format!("not JSON ({e}): {}", excerpt(&bytes)),
+        })
+    }
+
+    async fn send_idempotent(
+        &self,
+        key: &ApiKey,
+        url: &str,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let err = match self.send(key, Method::GET, url, None).await {
+                Ok(ok) => return Ok(ok),
+                Err(e) => e,
+            };
+            if !err.is_transient() || attempt >= self.config.retry.max_attempts {
+                return Err(err);
+            }
+            // A Retry-After longer than our cap: tell the user instead of blocking.
+            if let GatewayError::Api {
+                retry_after: Some(ra),
+                ..
+            } = &err
+                && *ra > self.config.retry.max_delay
+            {
+                return Err(err);
+            }
+            let delay = self.backoff(attempt, &err);
+            tracing::debug!(attempt, ?delay, "retrying idempotent request: {err}");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn backoff(&self, attempt: u32, err: &GatewayError) -> Duration {
+        let policy = &self.config.retry;
+        if let GatewayError::Api {
+            retry_after: Some(ra),
+            ..
+        } = err
+        {
+            return (*ra).min(policy.max_delay);
+        }
+        let exp = policy
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .min(policy.max_delay);
+        // Full jitter between half and all of the exponential delay.
+        let half = exp / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+
+    /// One HTTP exchange; non-2xx answers become `GatewayError::Api`.
+    async fn send(
+        &self,
+        key: &ApiKey,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
+        let http = self.http()?;
+        let mut req = http
+            .request(method, url)
+            .bearer_auth(key.expose())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = read_capped(resp)
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        if status.is_success() {
+            return Ok((status, bytes));
+        }
+        Err(api_error(status, &headers, &bytes, key))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> GatewayError {
+        if e.is_connect() {
+            GatewayError::Connect {
+                detail: root_cause(e),
+            }
+        } else if e.is_timeout() {
+            GatewayError::Timeout {
+                timeout: self.config.timeout,
+            }
+        } else {
+            GatewayError::Transport {
+                detail: root_cause(e),
+            }
+        }
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Bytes, reqwest::Error> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_BODY.saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= MAX_BODY {
+            break;
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    // reqwest's own message may contain the URL; the root cause does not.
+    let s = source.to_string();
+    if s.is_empty() {
+        "unknown error".into()
+    } else {
+        s
+    }
+}
+
+fn decode_task(status: StatusCode, bytes: &[u8]) -> Result<TaskObject, GatewayError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::Decode {
+        status: status.as_u16(),
+        detail: format!("not JSON ({e}): {}", excerpt(bytes)),
+    })?;
+    // Some gateways wrap the object: {"data": {...}}.
+    let value = match value {
+        Value::Object(mut map) if !map.contains_key("id") && map.contains_key("data") => {
+            map.remove("data").unwrap_or(Value::Null)
+        }
+        v => v,
+    };
+    if !value.is_object() {
+        return Err(GatewayError::Decode {
+            status: status.as_u16(),
+            detail: format!("expected a task object: {}", excerpt(bytes)),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+        status: status.as_u16(),
+        detail: e.to_string(),
+    })
+}
+
+fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey) -> GatewayError {
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+    let parsed: Option<ErrorEnvelope> = serde_json::from_slice(bytes).ok();
+    let body = parsed.map(ErrorEnvelope::into_body).unwrap_or_default();
+    let mut message = match body.message {
+        Some(m) => one_line(&m, 500),
+        None if bytes.is_empty() => String::new(),
+        None => format!("non-JSON answer: {}", excerpt(bytes)),
+    };
+    message = key.scrub(&message);
+    if message.is_empty()
+        && let Some(reason) = status.canonical_reason()
+    {
+        message = reason.to_string();
+    }
+    let request_id = find_request_id(&message).or_else(|| {
+        ["x-request-id", "request-id", "x-amzn-requestid"]
+            .iter()
+            .find_map(|h| headers.get(*h)?.to_str().ok().map(|s| one_line(s, 100)))
+    });
+    GatewayError::Api {
+        status: status.as_u16(),
+        code: body.code.map(|c| key.scrub(&one_line(&c, 100))),
+        kind: body.kind.map(|k| one_line(&k, 100)),
+        message,
+        request_id: request_id.map(|r| key.scrub(&r)),
+        retry_after,
+    }
+}
+
+/// Finds `request_id: XYZ` / `request id: XYZ` / `request_id=XYZ` in a message.
+fn find_request_id(message: &str) -> Option<String> {
+    let lower = message.to_ascii_lowercase();
+    for marker in ["request_id", "request id", "requestid", "request-id"] {
+        if let Some(pos) = lower.find(marker) {
+            let rest = &message[pos + marker.len()..];
+            let rest = rest.trim_start_matches([':', '=', ' ', '"', '\'']);
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            if !id.is_empty() {
+                return Some(id);
+            }
+        }
+    }
+    None
+}
+
+/// A short, printable, single-line excerpt of a body (HTML tags removed).
+pub fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if in_tag => {}
+            c => out.push(c),
+        }
+    }
+    let s = one_line(&out, EXCERPT_CHARS);
+    if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s
+    }
+}
+
+fn one_line(s: &str, max_chars: usize) -> String {
+    let collapsed: String = s
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if collapsed.chars().count() > max_chars {
+        let mut t: String = collapsed.chars().take(max_chars).collect();
+        t.push('…');
+        t
+    } else {
+        collapsed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_id_allowlist() {
+        for ok in [
+            "task-unified-1757165031-uyujaw3d",
+            "a",
+            "A.b_c:d-e",
+            &"x".repeat(128),
+        ] {
+            assert!(validate_task_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../account/credits",
+            "a/b",
+            "a?b",
+            "a#b",
+            "%2e%2e",
+            "a b",
+            "ü",
+            &"x".repeat(129),
+        ] {
+            assert!(validate_task_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn segment_encoding_keeps_one_segment() {
+        assert_eq!(
+            utf8_percent_encode("a:b.c-d_e/../x?y", SEGMENT).to_string(),
+            "a:b.c-d_e%2F..%2Fx%3Fy"
+        );
+    }
+
+    #[test]
+    fn request_id_is_found() {
+        assert_eq!(
+            find_request_id("no channel (request_id: 2025abc-9)").as_deref(),
+            Some("2025abc-9")
+        );
+        assert_eq!(find_request_id("nothing here"), None);
+    }
+
+    #[test]
+    fn excerpt_strips_html_and_truncates() {
+        let html =
+            b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>";
+        assert_eq!(excerpt(html), "502 Bad Gateway 502");
+        let long = "x".repeat(1000);
+        assert_eq!(excerpt(long.as_bytes()).chars().count(), EXCERPT_CHARS + 1);
+    }
+}

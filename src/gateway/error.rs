@@ -1,0 +1,351 @@
+//! `GatewayError` and the one place where every failure of the upstream task API
+//! becomes the sentence a user (or the model acting for them) can act on.
+//! Every row of the error table in `shared/UPSTREAM.md` is mapped here.
+
+use std::time::Duration;
+
+/// Which upstream operation failed: the advice differs (the money rule applies
+/// to create only; a 404 means something else for a task lookup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    GetTask,
+    Credits,
+    Download,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    /// No upstream key is configured for this caller.
+    #[error("no HeyGen API key is configured")]
+    MissingKey {
+        /// Over HTTP the caller may send its own key in a header.
+        header_hint: bool,
+    },
+    /// A task id that does not match the allowlist; never sent upstream.
+    #[error("invalid task id: {reason}")]
+    InvalidTaskId { reason: String },
+    /// The upstream answered with a non-2xx status.
+    #[error("upstream answered HTTP {status}")]
+    Api {
+        status: u16,
+        code: Option<String>,
+        kind: Option<String>,
+        message: String,
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// The request could not be delivered: nothing reached the upstream.
+    #[error("could not connect to the upstream: {detail}")]
+    Connect { detail: String },
+    /// No complete answer within the timeout; the request may have been received.
+    #[error("the upstream did not answer within {timeout:?}")]
+    Timeout { timeout: Duration },
+    /// The connection broke after the request may have been sent.
+    #[error("the connection to the upstream broke: {detail}")]
+    Transport { detail: String },
+    /// A 2xx answer we could not understand.
+    #[error("the upstream sent an answer that could not be read: {detail}")]
+    Decode { status: u16, detail: String },
+}
+
+impl GatewayError {
+    /// True when the request provably never reached the upstream.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::MissingKey { .. }
+                | GatewayError::InvalidTaskId { .. }
+                | GatewayError::Connect { .. }
+        )
+    }
+
+    /// True when a create that failed this way may nevertheless have created
+    /// (and billed) a video upstream.
+    pub fn create_may_have_happened(&self) -> bool {
+        match self {
+            GatewayError::Timeout { .. }
+            | GatewayError::Transport { .. }
+            | GatewayError::Decode { .. } => true,
+            GatewayError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GatewayError::Api { status, .. } | GatewayError::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether a retry of an idempotent request could help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GatewayError::Api { status, .. } => *status == 429 || *status >= 500,
+            GatewayError::Connect { .. }
+            | GatewayError::Timeout { .. }
+            | GatewayError::Transport { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The user-facing message: what happened, the upstream's own details
+    /// (status, code, request id) and one sentence of advice.
+    pub fn user_message(&self, op: Operation) -> String {
+        let what = match op {
+            Operation::Create => "Creating the video failed",
+            Operation::GetTask => "Looking up the video task failed",
+            Operation::Credits => "Reading the credit balance failed",
+            Operation::Download => "Downloading the video failed",
+        };
+        let mut msg = match self {
+            GatewayError::MissingKey { header_hint } => {
+                let mut m = format!(
+                    "{what}: no HeyGen API key is configured. Set the environment variable \
+                     HEYGEN_API_KEY to your task-API key in the \"env\" block of this MCP server's \
+                     entry in your client's configuration (e.g. claude_desktop_config.json or \
+                     .mcp.json), then restart the client. To try the server without a key, start \
+                     it with --simulate."
+                );
+                if *header_hint {
+                    m.push_str(
+                        " Over HTTP you can instead send your own key in the X-HeyGen-Api-Key header.",
+                    );
+                }
+                return m;
+            }
+            GatewayError::InvalidTaskId { reason } => {
+                return format!(
+                    "Invalid task_id: {reason}. Use the task_id exactly as create_video returned it \
+                     (letters, digits and . _ : - only, at most 128 characters)."
+                );
+            }
+            GatewayError::Api {
+                status,
+                code,
+                kind: _,
+                message,
+                request_id,
+                retry_after,
+            } => {
+                let mut m = format!("{what}: the upstream answered HTTP {status}");
+                if let Some(code) = code {
+                    m.push_str(&format!(" ({code})"));
+                }
+                if !message.is_empty() {
+                    m.push_str(&format!(": {message}"));
+                }
+                if let Some(id) = request_id
+                    && !message.contains(id.as_str())
+                {
+                    m.push_str(&format!(" [request_id: {id}]"));
+                }
+                m.push_str(". ");
+                m.push_str(&api_advice(op, *status, code.as_deref(), *retry_after));
+                m
+            }
+            GatewayError::Connect { detail } => format!(
+                "{what}: could not reach the upstream ({detail}). Nothing was sent. Check the \
+                 network connection and the HEYGEN_API_BASE setting, then try again."
+            ),
+            GatewayError::Timeout { timeout } => format!(
+                "{what}: the upstream did not answer within {} s. It may be overloaded; try again \
+                 in a minute (HEYGEN_REQUEST_TIMEOUT raises the limit).",
+                timeout.as_secs_f64().round()
+            ),
+            GatewayError::Transport { detail } => format!(
+                "{what}: the connection to the upstream broke ({detail}). This is usually \
+                 temporary; try again in a minute."
+            ),
+            GatewayError::Decode { status, detail } => format!(
+                "{what}: the upstream answered HTTP {status} but the answer could not be read \
+                 ({detail}). Check that HEYGEN_API_BASE points at the task API."
+            ),
+        };
+        if op == Operation::Create && self.create_may_have_happened() {
+            msg.push_str(MONEY_RULE);
+        }
+        msg
+    }
+}
+
+/// The money rule in words (DESIGN.md §8).
+pub const MONEY_RULE: &str = " IMPORTANT: the request may have reached the upstream, so the video \
+may already have been created and billed. Do NOT call create_video again blindly: first check \
+with list_videos (or ask the user for the task id and use get_video_status), or wait a few \
+minutes and ask the user before trying again.";
+
+fn api_advice(
+    op: Operation,
+    status: u16,
+    code: Option<&str>,
+    retry_after: Option<Duration>,
+) -> String {
+    match (status, code) {
+        (401, _) => "The API key was rejected: check the HEYGEN_API_KEY setting (a current, \
+                     complete key for the task API) and restart the client."
+            .into(),
+        (402, _) => "The account's balance is too low: top up credits, then try again.".into(),
+        (403, _) => "The key is not allowed to do this: check the key's permissions with the \
+                     provider."
+            .into(),
+        (404, _) if op == Operation::GetTask => "No such task: the task_id is wrong, or the \
+                     task belongs to another API key. Use the id exactly as create_video \
+                     returned it."
+            .into(),
+        (404, _) => "The endpoint was not found: check that HEYGEN_API_BASE points at the task \
+                     API (without a trailing /v1)."
+            .into(),
+        (422, Some("no_compatible_channel")) => "The gateway has no capacity for the video \
+                     model right now (not a problem with the request): try again in a few \
+                     minutes."
+            .into(),
+        (422, Some("model_not_found")) => "The gateway does not offer the heygen-video-agent \
+                     model: check that HEYGEN_API_BASE points at a gateway that serves it."
+            .into(),
+        (422, Some("invalid_file_type")) => "One of file_urls points at a file type the agent \
+                     cannot use: pass images, videos, audio or PDFs only."
+            .into(),
+        (422, Some("invalid_image_url")) => "One of file_urls could not be fetched as an \
+                     image: use a public, direct https link to the file."
+            .into(),
+        (400 | 422, _) => "The upstream rejected an argument: fix the field named in the \
+                     message and try again."
+            .into(),
+        (429, _) => match retry_after {
+            Some(d) => format!(
+                "Rate limited: wait {} s (Retry-After) before trying again.",
+                d.as_secs().max(1)
+            ),
+            None => "Rate limited: wait a little (about 30 s) before trying again.".into(),
+        },
+        (500..=599, _) => "The gateway or its video channel is temporarily unavailable: try \
+                     again in a few minutes."
+            .into(),
+        _ => "Unexpected answer from the upstream: try again later.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: Option<&str>) -> GatewayError {
+        GatewayError::Api {
+            status,
+            code: code.map(String::from),
+            kind: None,
+            message: "upstream says so (request_id: req-123)".into(),
+            request_id: Some("req-123".into()),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn every_upstream_row_has_its_advice() {
+        let cases: &[(u16, Option<&str>, Operation, &str)] = &[
+            (401, None, Operation::GetTask, "check the HEYGEN_API_KEY"),
+            (402, None, Operation::Create, "top up credits"),
+            (
+                404,
+                None,
+                Operation::GetTask,
+                "task_id is wrong, or the task belongs to another API key",
+            ),
+            (
+                422,
+                Some("model_not_found"),
+                Operation::Create,
+                "does not offer the heygen-video-agent model",
+            ),
+            (
+                422,
+                Some("no_compatible_channel"),
+                Operation::Create,
+                "no capacity",
+            ),
+            (
+                422,
+                Some("invalid_file_type"),
+                Operation::Create,
+                "file type",
+            ),
+            (
+                422,
+                Some("invalid_image_url"),
+                Operation::Create,
+                "could not be fetched",
+            ),
+            (422, Some("other"), Operation::Create, "fix the field"),
+            (429, None, Operation::GetTask, "Rate limited"),
+            (500, None, Operation::GetTask, "temporarily unavailable"),
+            (503, None, Operation::GetTask, "temporarily unavailable"),
+        ];
+        for (status, code, op, advice) in cases {
+            let m = api(*status, *code).user_message(*op);
+            assert!(m.contains(advice), "{status} {code:?}: {m}");
+            assert!(m.contains(&format!("HTTP {status}")), "{m}");
+            assert!(m.contains("req-123"), "request id kept: {m}");
+            if let Some(c) = code {
+                assert!(m.contains(c), "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_is_reported() {
+        let e = GatewayError::Api {
+            status: 429,
+            code: None,
+            kind: None,
+            message: String::new(),
+            request_id: None,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert!(e.user_message(Operation::Create).contains("wait 7 s"));
+    }
+
+    #[test]
+    fn money_rule_only_when_create_may_have_happened() {
+        let maybe = [
+            api(500, None),
+            GatewayError::Timeout {
+                timeout: Duration::from_secs(30),
+            },
+            GatewayError::Transport {
+                detail: "reset".into(),
+            },
+        ];
+        for e in maybe {
+            let m = e.user_message(Operation::Create);
+            assert!(m.contains("may already have been created"), "{m}");
+            assert!(m.contains("Do NOT call create_video again"), "{m}");
+            assert!(!e.user_message(Operation::GetTask).contains("may already"));
+        }
+        let definitely_not = [
+            api(401, None),
+            api(402, None),
+            api(422, Some("no_compatible_channel")),
+            api(429, None),
+            GatewayError::Connect {
+                detail: "refused".into(),
+            },
+        ];
+        for e in definitely_not {
+            assert!(
+                !e.user_message(Operation::Create).contains("may already"),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_key_says_how_to_set_it() {
+        let m = GatewayError::MissingKey { header_hint: false }.user_message(Operation::Create);
+        assert!(m.contains("HEYGEN_API_KEY") && m.contains("env"), "{m}");
+        assert!(!m.contains("X-HeyGen-Api-Key"));
+        let h = GatewayError::MissingKey { header_hint: true }.user_message(Operation::Create);
+        assert!(h.contains("X-HeyGen-Api-Key"));
+    }
+}

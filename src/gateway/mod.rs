@@ -1,0 +1,11 @@
+//! The client of the upstream HeyGen Video Agent task API (`shared/UPSTREAM.md`).
+
+pub mod client;
+pub mod error;
+pub mod secret;
+pub mod types;
+
+pub use client::{GatewayClient, GatewayConfig, RetryPolicy, validate_task_id};
+pub use error::{GatewayError, MONEY_RULE, Operation};
+pub use secret::ApiKey;
+pub use types::{CreateVideoRequest, Orientation, TaskObject, TaskStatus};

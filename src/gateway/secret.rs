@@ -1,0 +1,115 @@
+//! `ApiKey`: the upstream bearer key, kept out of every `Debug`, log line and
+//! error message, plus the scrubber that removes it (and any fragment of six or
+//! more characters) from upstream text before a user sees it.
+
+use sha2::{Digest, Sha256};
+
+/// Shortest fragment of a key that is treated as a leak.
+const MIN_FRAGMENT: usize = 6;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+impl ApiKey {
+    /// A key from configuration or a caller's header; blank means "none".
+    pub fn new(raw: impl AsRef<str>) -> Option<Self> {
+        let k = raw.as_ref().trim();
+        (!k.is_empty()).then(|| ApiKey(k.to_string()))
+    }
+
+    /// The key itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A stable, non-reversible tenant id (hex SHA-256 prefix) used to scope
+    /// local records per key.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Replaces the key and every fragment of it of six or more characters.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, &self.0)
+    }
+}
+
+/// Removes `secret` and any substring of it at least six characters long from `text`.
+pub fn scrub(text: &str, secret: &str) -> String {
+    let key: Vec<char> = secret.chars().collect();
+    if key.len() < MIN_FRAGMENT {
+        return if secret.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(secret, "[redacted]")
+        };
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let mut longest = 0;
+        // Longest run starting at i that is also a run somewhere in the key.
+        for start in 0..key.len() {
+            let mut n = 0;
+            while i + n < chars.len() && start + n < key.len() && chars[i + n] == key[start + n] {
+                n += 1;
+            }
+            longest = longest.max(n);
+        }
+        if longest >= MIN_FRAGMENT {
+            out.push_str("[redacted]");
+            i += longest;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let k = ApiKey::new("sk-very-secret-123456").unwrap();
+        assert_eq!(format!("{k:?}"), "ApiKey([redacted])");
+        assert!(!format!("{:?}", Some(k)).contains("secret"));
+    }
+
+    #[test]
+    fn blank_is_no_key() {
+        assert!(ApiKey::new("  ").is_none());
+        assert_eq!(ApiKey::new(" k1 ").unwrap().expose(), "k1");
+    }
+
+    #[test]
+    fn scrub_removes_key_and_fragments() {
+        let k = "sk-live-ABCDEFGHIJ0123456789";
+        assert_eq!(scrub(&format!("bad key {k}!"), k), "bad key [redacted]!");
+        assert_eq!(
+            scrub("key ends in ABCDEFG here", k),
+            "key ends in [redacted] here"
+        );
+        assert_eq!(scrub("short ABCDE ok", k), "short ABCDE ok");
+        assert_eq!(scrub("Bearer sk-live-ABC…", k), "Bearer [redacted]…");
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_distinct() {
+        let a = ApiKey::new("a-key").unwrap();
+        let b = ApiKey::new("b-key").unwrap();
+        assert_eq!(a.fingerprint(), ApiKey::new("a-key").unwrap().fingerprint());
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint().len(), 24);
+    }
+}

@@ -1,0 +1,422 @@
+//! Wire types of the upstream task API (`shared/UPSTREAM.md`), tolerant by design:
+//! unknown fields are ignored, optional fields may be missing or null, numbers may
+//! arrive as strings, an unknown status is kept verbatim, and the result URLs are
+//! accepted both as `results: [{url}]` and as `output: {url, urls}`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// The only model this server drives.
+pub const MODEL: &str = "heygen-video-agent";
+
+/// Landscape or portrait output; omitted means the agent decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum Orientation {
+    Landscape,
+    Portrait,
+}
+
+impl Orientation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Orientation::Landscape => "landscape",
+            Orientation::Portrait => "portrait",
+        }
+    }
+}
+
+/// Body of `POST /v1/videos/generations`. `None` fields are not serialised:
+/// the upstream treats an omitted field as "let the agent decide".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreateVideoRequest {
+    pub model: &'static str,
+    pub prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avatar_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<Orientation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incognito_mode: Option<bool>,
+}
+
+impl CreateVideoRequest {
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            model: MODEL,
+            prompt: prompt.into(),
+            avatar_id: None,
+            voice_id: None,
+            style_id: None,
+            orientation: None,
+            file_urls: None,
+            incognito_mode: None,
+        }
+    }
+}
+
+/// The upstream's task status. Anything not documented is kept as `Other` and
+/// treated as "still running" (UPSTREAM.md: never crash on a new value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TaskStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+    Other(String),
+}
+
+impl TaskStatus {
+    pub fn parse(raw: &str) -> Self {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "pending" | "queued" | "submitted" => TaskStatus::Pending,
+            "processing" | "running" | "in_progress" => TaskStatus::Processing,
+            "completed" | "succeeded" | "success" => TaskStatus::Completed,
+            "failed" | "failure" | "error" => TaskStatus::Failed,
+            "cancelled" | "canceled" => TaskStatus::Cancelled,
+            _ => TaskStatus::Other(raw.to_string()),
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled
+        )
+    }
+}
+
+/// A task object as returned by create and by `GET /v1/tasks/{id}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskObject {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    /// Raw status string; see [`TaskObject::status`].
+    #[serde(default, rename = "status", deserialize_with = "lenient_string")]
+    pub raw_status: Option<String>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub progress: Option<f64>,
+    /// Unix seconds.
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub created: Option<i64>,
+    #[serde(default)]
+    pub results: Option<Value>,
+    #[serde(default)]
+    pub output: Option<Value>,
+    #[serde(default)]
+    pub error: Option<Value>,
+    #[serde(default)]
+    pub task_info: Option<TaskInfo>,
+    #[serde(default)]
+    pub usage: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskInfo {
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub can_cancel: Option<bool>,
+    /// Seconds.
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub estimated_time: Option<f64>,
+}
+
+/// The failure reported by a failed task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailure {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl TaskObject {
+    pub fn status(&self) -> TaskStatus {
+        match &self.raw_status {
+            Some(s) => TaskStatus::parse(s),
+            None => TaskStatus::Other(String::new()),
+        }
+    }
+
+    /// Progress clamped to 0–100; a completed task always reports 100.
+    pub fn progress_percent(&self) -> u8 {
+        if self.status() == TaskStatus::Completed {
+            return 100;
+        }
+        match self.progress {
+            Some(p) if p.is_finite() => {
+                // Some gateways report a fraction (0.0–1.0) instead of a percentage.
+                let p = if p > 0.0 && p < 1.0 { p * 100.0 } else { p };
+                p.clamp(0.0, 100.0).floor() as u8
+            }
+            _ => 0,
+        }
+    }
+
+    /// Every result URL, from `results` or `output`, deduplicated, in order.
+    pub fn video_urls(&self) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        let mut push = |u: &str| {
+            let u = u.trim();
+            if !u.is_empty() && !urls.iter().any(|x| x == u) {
+                urls.push(u.to_string());
+            }
+        };
+        fn collect(v: &Value, push: &mut dyn FnMut(&str)) {
+            match v {
+                Value::String(s) => push(s),
+                Value::Array(items) => items.iter().for_each(|i| collect(i, push)),
+                Value::Object(map) => {
+                    if let Some(Value::String(u)) = map.get("url") {
+                        push(u);
+                    }
+                    if let Some(v @ Value::Array(_)) = map.get("urls") {
+                        collect(v, push);
+                    }
+                    if let Some(v @ Value::Array(_)) = map.get("results") {
+                        collect(v, push);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = &self.results {
+            collect(r, &mut push);
+        }
+        if let Some(o) = &self.output {
+            collect(o, &mut push);
+        }
+        urls
+    }
+
+    /// The task's failure, when the upstream reported one.
+    pub fn failure(&self) -> Option<TaskFailure> {
+        match self.error.as_ref()? {
+            Value::Null => None,
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(TaskFailure {
+                code: None,
+                message: s.clone(),
+            }),
+            Value::Object(map) => {
+                let code = map.get("code").and_then(value_to_string);
+                let message = map
+                    .get("message")
+                    .and_then(value_to_string)
+                    .unwrap_or_default();
+                if code.is_none() && message.is_empty() {
+                    None
+                } else {
+                    Some(TaskFailure { code, message })
+                }
+            }
+            other => Some(TaskFailure {
+                code: None,
+                message: other.to_string(),
+            }),
+        }
+    }
+
+    pub fn estimated_seconds(&self) -> Option<u64> {
+        let t = self.task_info.as_ref()?.estimated_time?;
+        (t.is_finite() && t >= 0.0).then(|| t.round() as u64)
+    }
+}
+
+/// The error envelope of non-2xx answers: `{"error": {"message", "type", "code"}}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ErrorEnvelope {
+    #[serde(default)]
+    pub error: Option<Value>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub code: Option<String>,
+}
+
+/// The fields of an upstream error body, wherever the gateway put them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub message: Option<String>,
+    pub code: Option<String>,
+    pub kind: Option<String>,
+}
+
+impl ErrorEnvelope {
+    pub fn into_body(self) -> ErrorBody {
+        let mut body = ErrorBody {
+            message: self.message,
+            code: self.code,
+            kind: None,
+        };
+        match self.error {
+            Some(Value::Object(map)) => {
+                if let Some(m) = map.get("message").and_then(value_to_string) {
+                    body.message = Some(m);
+                }
+                if let Some(c) = map.get("code").and_then(value_to_string) {
+                    body.code = Some(c);
+                }
+                body.kind = map.get("type").and_then(value_to_string);
+            }
+            Some(Value::String(s)) => body.message = Some(s),
+            _ => {}
+        }
+        body
+    }
+}
+
+fn value_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(value_to_string(&Value::deserialize(d)?))
+}
+
+fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().trim_end_matches('%').parse().ok(),
+        _ => None,
+    })
+}
+
+fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Bool(b) => Some(b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(v: Value) -> TaskObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn create_body_omits_unset_fields() {
+        let body = serde_json::to_value(CreateVideoRequest::new("hi")).unwrap();
+        assert_eq!(body, json!({"model": "heygen-video-agent", "prompt": "hi"}));
+    }
+
+    #[test]
+    fn decodes_the_documented_create_answer() {
+        let t = task(json!({
+            "id": "task-unified-1757165031-uyujaw3d", "object": "video.generation.task",
+            "type": "video", "model": "heygen-video-agent", "status": "pending", "progress": 0,
+            "created": 1757165031, "task_info": {"can_cancel": true, "estimated_time": 45},
+            "usage": {"credits_reserved": 5, "user_group": "default"}
+        }));
+        assert_eq!(t.id.as_deref(), Some("task-unified-1757165031-uyujaw3d"));
+        assert_eq!(t.status(), TaskStatus::Pending);
+        assert_eq!(t.created, Some(1757165031));
+        assert_eq!(t.estimated_seconds(), Some(45));
+        assert!(t.video_urls().is_empty());
+    }
+
+    #[test]
+    fn accepts_both_result_shapes() {
+        let a = task(
+            json!({"id": "a", "status": "completed", "results": [{"url": "https://x/1.mp4", "width": 1}]}),
+        );
+        let b = task(
+            json!({"id": "b", "status": "completed", "output": {"url": "https://x/2.mp4", "urls": ["https://x/2.mp4", "https://x/3.mp4"]}}),
+        );
+        assert_eq!(a.video_urls(), vec!["https://x/1.mp4"]);
+        assert_eq!(b.video_urls(), vec!["https://x/2.mp4", "https://x/3.mp4"]);
+    }
+
+    #[test]
+    fn unknown_status_and_odd_types_do_not_fail() {
+        let t = task(
+            json!({"id": 17, "status": "Rendering", "progress": "42", "created": "1757165031", "results": null, "extra": {"x": 1}}),
+        );
+        assert_eq!(t.id.as_deref(), Some("17"));
+        assert_eq!(t.status(), TaskStatus::Other("Rendering".into()));
+        assert!(!t.status().is_terminal());
+        assert_eq!(t.progress_percent(), 42);
+        assert_eq!(t.created, Some(1757165031));
+    }
+
+    #[test]
+    fn missing_optional_fields_are_fine() {
+        let t = task(json!({"id": "x"}));
+        assert_eq!(t.progress_percent(), 0);
+        assert!(t.failure().is_none());
+        assert!(t.estimated_seconds().is_none());
+    }
+
+    #[test]
+    fn failure_is_read_from_object_or_string() {
+        let t = task(
+            json!({"id": "x", "status": "failed", "error": {"code": "content_policy", "message": "nope"}}),
+        );
+        assert_eq!(
+            t.failure(),
+            Some(TaskFailure {
+                code: Some("content_policy".into()),
+                message: "nope".into()
+            })
+        );
+        let s = task(json!({"id": "x", "status": "failed", "error": "boom"}));
+        assert_eq!(s.failure().unwrap().message, "boom");
+        let n = task(json!({"id": "x", "status": "failed", "error": null}));
+        assert!(n.failure().is_none());
+    }
+
+    #[test]
+    fn progress_is_clamped() {
+        assert_eq!(
+            task(json!({"status": "processing", "progress": 250})).progress_percent(),
+            100
+        );
+        assert_eq!(
+            task(json!({"status": "processing", "progress": -3})).progress_percent(),
+            0
+        );
+        assert_eq!(
+            task(json!({"status": "completed", "progress": 10})).progress_percent(),
+            100
+        );
+    }
+
+    #[test]
+    fn error_envelope_reads_nested_and_flat_shapes() {
+        let nested: ErrorEnvelope = serde_json::from_value(
+            json!({"error": {"message": "m", "type": "t", "code": "no_compatible_channel"}}),
+        )
+        .unwrap();
+        let b = nested.into_body();
+        assert_eq!(b.code.as_deref(), Some("no_compatible_channel"));
+        assert_eq!(b.kind.as_deref(), Some("t"));
+        let flat: ErrorEnvelope =
+            serde_json::from_value(json!({"message": "m2", "code": 7})).unwrap();
+        let b = flat.into_body();
+        assert_eq!(b.message.as_deref(), Some("m2"));
+        assert_eq!(b.code.as_deref(), Some("7"));
+    }
+}

@@ -1,0 +1,146 @@
+//! The binary: parse configuration, set up logging on stderr, build the shared
+//! state, run the chosen transport, map the exit code. Nothing else.
+
+use std::{io::IsTerminal, process::ExitCode, sync::Arc};
+
+use clap::Parser;
+use heygen_video_mcp::{
+    config::{Cli, Settings},
+    gateway::{ApiKey, GatewayClient},
+    simulator::{SimConfig, Simulator},
+    tools::{AppState, ToolOptions, VideoServer},
+    transport,
+};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let settings = match cli.into_settings(
+        std::env::var("HEYGEN_API_KEY").ok(),
+        std::env::var("HEYGEN_MCP_AUTH_TOKEN").ok(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("heygen-video-mcp: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for w in &settings.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("heygen-video-mcp: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("heygen-video-mcp: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+async fn run(mut settings: Settings) -> Result<(), String> {
+    // Keep the simulator alive for as long as the server runs.
+    let _simulator = if settings.simulate {
+        let sim = Simulator::start(SimConfig {
+            render_time: settings.simulate_render,
+            ..SimConfig::default()
+        })
+        .await
+        .map_err(|e| format!("the simulator could not start: {e}"))?;
+        settings.gateway.base_url = sim.base_url();
+        if settings.api_key.is_none() {
+            settings.api_key = ApiKey::new("simulated-key");
+        }
+        tracing::info!(
+            "simulate: using the embedded simulated gateway at {} (no real videos, no credits spent)",
+            sim.base_url()
+        );
+        Some(sim)
+    } else {
+        if settings.api_key.is_none() {
+            tracing::warn!(
+                "HEYGEN_API_KEY is not set: tools are listed, but every call will explain how to set it"
+            );
+        }
+        None
+    };
+
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+
+    let state = Arc::new(AppState {
+        gateway: GatewayClient::new(settings.gateway.clone()),
+        server_key: settings.api_key.clone(),
+        options: ToolOptions {
+            caller_keys: settings
+                .http
+                .as_ref()
+                .map(|h| h.caller_keys)
+                .unwrap_or_default(),
+            ..ToolOptions::default()
+        },
+    });
+
+    match settings.http.clone() {
+        Some(http) => transport::http::serve(state, http, stop).await,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "heygen-video-mcp {} speaks MCP on stdin/stdout and waits for a client. Add it \
+                     to your MCP client's configuration (see README.md), or try it with \
+                     `npx @modelcontextprotocol/inspector heygen-video-mcp --simulate`. Ctrl-C quits.",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+            transport::stdio::serve(VideoServer::new(state), stop).await
+        }
+    }
+}
+
+fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+}

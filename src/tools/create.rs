@@ -1,0 +1,285 @@
+//! `create_video`: validates the request completely, then sends exactly one
+//! create to the upstream and returns the new task at once.
+
+use std::time::SystemTime;
+
+use rmcp::{
+    handler::server::{tool::schema_for_output, wrapper::Parameters},
+    model::CallToolResult,
+    service::{RequestContext, RoleServer},
+    tool, tool_router,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer};
+
+use super::{
+    VideoServer,
+    view::{VideoTask, error_result},
+};
+use crate::gateway::{CreateVideoRequest, Operation, Orientation};
+
+pub const MAX_PROMPT_CHARS: usize = 10_000;
+pub const MAX_FILE_URLS: usize = 20;
+const MAX_ID_CHARS: usize = 256;
+const MAX_URL_CHARS: usize = 4096;
+
+/// Arguments of `create_video`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVideoParams {
+    /// What the video should be: topic, audience, tone, the script or key points,
+    /// and any wishes about presenter, setting or length (the agent decides casting,
+    /// script, scenes, editing and the duration). 1–10,000 characters.
+    #[schemars(length(min = 1, max = 10000))]
+    pub prompt: String,
+    /// A HeyGen avatar id (e.g. "Anna_public_3_20240108") or "auto". Omit to let the agent pick.
+    #[serde(default)]
+    pub avatar_id: Option<String>,
+    /// A HeyGen voice id (e.g. "en-US-Studio-O") or "auto". Omit to let the agent pick.
+    #[serde(default)]
+    pub voice_id: Option<String>,
+    /// A visual style template id (e.g. "modern_vlog_01"): composition, pacing, look.
+    /// Omit for the default style.
+    #[serde(default)]
+    pub style_id: Option<String>,
+    /// "landscape" (16:9) or "portrait" (9:16). Omit to let the agent decide.
+    #[serde(default, deserialize_with = "orientation_or_empty")]
+    pub orientation: Option<Orientation>,
+    /// Reference material (images, videos, audio, PDFs) as public http(s) URLs, at most 20.
+    /// Only pass when the user supplied files the video must use.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub file_urls: Option<Vec<String>>,
+    /// Disable the agent's memory for this video. Only pass when the user asks for it.
+    #[serde(default)]
+    pub incognito_mode: Option<bool>,
+}
+
+fn orientation_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Orientation>, D::Error> {
+    let raw: Option<String> = Option::deserialize(d)?;
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => match s.to_ascii_lowercase().as_str() {
+            "landscape" => Ok(Some(Orientation::Landscape)),
+            "portrait" => Ok(Some(Orientation::Portrait)),
+            _ => Err(serde::de::Error::custom(format!(
+                "orientation must be \"landscape\" or \"portrait\" (or omitted), got {s:?}"
+            ))),
+        },
+    }
+}
+
+impl CreateVideoParams {
+    /// Every rule of the schema, enforced before anything is sent (rmcp does
+    /// not validate arguments against the schema). Returns the upstream body.
+    pub fn validate(&self) -> Result<CreateVideoRequest, String> {
+        let chars = self.prompt.chars().count();
+        if self.prompt.trim().is_empty() {
+            return Err(
+                "prompt is empty: describe the video you want (1–10,000 characters).".into(),
+            );
+        }
+        if chars > MAX_PROMPT_CHARS {
+            return Err(format!(
+                "prompt is {chars} characters long; the limit is {MAX_PROMPT_CHARS}. Shorten it \
+                 (e.g. summarise the script) and try again."
+            ));
+        }
+        let mut body = CreateVideoRequest::new(self.prompt.clone());
+        body.avatar_id = optional_id("avatar_id", &self.avatar_id)?;
+        body.voice_id = optional_id("voice_id", &self.voice_id)?;
+        body.style_id = optional_id("style_id", &self.style_id)?;
+        body.orientation = self.orientation;
+        body.incognito_mode = self.incognito_mode;
+        if let Some(urls) = &self.file_urls {
+            if urls.len() > MAX_FILE_URLS {
+                return Err(format!(
+                    "file_urls has {} entries; at most {MAX_FILE_URLS} are allowed.",
+                    urls.len()
+                ));
+            }
+            let mut checked = Vec::with_capacity(urls.len());
+            for (i, u) in urls.iter().enumerate() {
+                checked.push(check_url(i, u)?);
+            }
+            if !checked.is_empty() {
+                body.file_urls = Some(checked);
+            }
+        }
+        Ok(body)
+    }
+}
+
+fn optional_id(name: &str, v: &Option<String>) -> Result<Option<String>, String> {
+    let Some(v) = v else { return Ok(None) };
+    let v = v.trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.chars().count() > MAX_ID_CHARS {
+        return Err(format!(
+            "{name} is longer than {MAX_ID_CHARS} characters; pass an id, not a description."
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(format!(
+            "{name} contains control characters; pass the id exactly."
+        ));
+    }
+    Ok(Some(v.to_string()))
+}
+
+fn check_url(i: usize, raw: &str) -> Result<String, String> {
+    let u = raw.trim();
+    let bad = |why: &str| {
+        let shown: String = u.chars().take(100).collect();
+        Err(format!(
+            "file_urls[{i}] ({shown:?}) {why}; each entry must be an absolute http:// or https:// URL."
+        ))
+    };
+    if u.is_empty() {
+        return bad("is empty");
+    }
+    if u.chars().count() > MAX_URL_CHARS {
+        return bad("is too long");
+    }
+    match url::Url::parse(u) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {
+            if parsed.host_str().is_none_or(str::is_empty) {
+                return bad("has no host");
+            }
+            Ok(u.to_string())
+        }
+        Ok(parsed) => bad(&format!("has the scheme {:?}", parsed.scheme())),
+        Err(e) => bad(&format!("is not a URL ({e})")),
+    }
+}
+
+#[tool_router(router = create_router, vis = "pub(crate)")]
+impl VideoServer {
+    /// Start making a HeyGen Video Agent video (a talking-avatar video) from a
+    /// prompt. SPENDS CREDITS: every successful call creates and bills a new video,
+    /// so call it once per video the user asked for. Returns immediately with a
+    /// task_id (it does not wait for the video); the agent chooses the script,
+    /// scenes and the duration (it cannot be set). Then follow the task with
+    /// get_video_status until it is completed (rendering takes minutes), and save
+    /// the MP4 before its link expires 24 h later. If this call fails or times out
+    /// with a note that the video may have been created, do not call it again
+    /// blindly.
+    #[tool(
+        output_schema = schema_for_output::<VideoTask>(),
+        annotations(
+            title = "Create a HeyGen video",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    pub async fn create_video(
+        &self,
+        Parameters(params): Parameters<CreateVideoParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let body = params
+            .validate()
+            .map_err(|e| error_result(format!("Invalid arguments: {e}")))?;
+        let key = self
+            .resolve_key(&ctx)
+            .map_err(|e| error_result(e.user_message(Operation::Create)))?;
+        tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
+        match self.state.gateway.create_video(&key, &body).await {
+            Ok(task) => {
+                let view = VideoTask::created(&task, SystemTime::now());
+                tracing::info!(task_id = %view.task_id, "video task created");
+                Ok(view.into_result("Video task created."))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "create failed");
+                Err(error_result(e.user_message(Operation::Create)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(prompt: &str) -> CreateVideoParams {
+        CreateVideoParams {
+            prompt: prompt.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn prompt_limits_count_characters() {
+        assert!(p(&"a".repeat(10_000)).validate().is_ok());
+        assert!(p(&"a".repeat(10_001)).validate().is_err());
+        // 10,000 three-byte characters are 30,000 bytes but still allowed.
+        assert!(p(&"é".repeat(10_000)).validate().is_ok());
+        assert!(p(&"日".repeat(10_001)).validate().is_err());
+        assert!(p("").validate().is_err());
+        assert!(p("  \n ").validate().is_err());
+    }
+
+    #[test]
+    fn url_rules() {
+        let with = |urls: Vec<&str>| CreateVideoParams {
+            file_urls: Some(urls.into_iter().map(String::from).collect()),
+            ..p("x")
+        };
+        assert!(with(vec!["https://a.example/x.png"; 20]).validate().is_ok());
+        assert!(
+            with(vec!["https://a.example/x.png"; 21])
+                .validate()
+                .is_err()
+        );
+        for bad in [
+            "ftp://a/x",
+            "file:///etc/passwd",
+            "/relative",
+            "",
+            "https://",
+            "javascript:alert(1)",
+        ] {
+            assert!(with(vec![bad]).validate().is_err(), "{bad}");
+        }
+        assert_eq!(with(vec![]).validate().unwrap().file_urls, None);
+    }
+
+    #[test]
+    fn empty_optionals_are_omitted() {
+        let params = CreateVideoParams {
+            avatar_id: Some("".into()),
+            voice_id: Some("  ".into()),
+            style_id: Some(" modern_vlog_01 ".into()),
+            ..p("hello")
+        };
+        let body = serde_json::to_value(params.validate().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "heygen-video-agent", "prompt": "hello", "style_id": "modern_vlog_01"})
+        );
+    }
+
+    #[test]
+    fn orientation_parsing() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<CreateVideoParams>(v);
+        assert_eq!(
+            parse(serde_json::json!({"prompt": "x", "orientation": "Portrait"}))
+                .unwrap()
+                .orientation,
+            Some(Orientation::Portrait)
+        );
+        assert_eq!(
+            parse(serde_json::json!({"prompt": "x", "orientation": ""}))
+                .unwrap()
+                .orientation,
+            None
+        );
+        assert!(parse(serde_json::json!({"prompt": "x", "orientation": "square"})).is_err());
+        assert!(parse(serde_json::json!({"prompt": "x", "duration": 30})).is_err());
+    }
+}

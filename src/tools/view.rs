@@ -1,0 +1,416 @@
+//! `VideoTask`: the one view of a video task that every tool returns as
+//! `structuredContent` (DESIGN.md §8), its readable text summary, and the
+//! next-step sentence that tells the model what to do.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rmcp::model::{CallToolResult, ContentBlock};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::{TaskObject, TaskStatus};
+
+/// Result links live 24 h after the task was created (UPSTREAM.md).
+pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum VideoStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+    /// An upstream status this server does not know; treated as still running.
+    Unknown,
+}
+
+impl VideoStatus {
+    pub fn from_upstream(s: &TaskStatus) -> Self {
+        match s {
+            TaskStatus::Pending => VideoStatus::Pending,
+            TaskStatus::Processing => VideoStatus::Processing,
+            TaskStatus::Completed => VideoStatus::Completed,
+            TaskStatus::Failed => VideoStatus::Failed,
+            TaskStatus::Cancelled => VideoStatus::Cancelled,
+            TaskStatus::Other(_) => VideoStatus::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Pending => "pending",
+            VideoStatus::Processing => "processing",
+            VideoStatus::Completed => "completed",
+            VideoStatus::Failed => "failed",
+            VideoStatus::Cancelled => "cancelled",
+            VideoStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            VideoStatus::Completed | VideoStatus::Failed | VideoStatus::Cancelled
+        )
+    }
+}
+
+/// Why a task failed, as the upstream reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TaskErrorView {
+    /// Upstream error code, when it gave one.
+    pub code: Option<String>,
+    /// Upstream error message.
+    pub message: String,
+}
+
+/// A HeyGen Video Agent task as this server reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VideoTask {
+    /// The upstream task id: the only handle needed to follow the video.
+    pub task_id: String,
+    /// pending → processing → completed | failed (or cancelled); unknown means an
+    /// upstream status this server does not know, treated as still running.
+    pub status: VideoStatus,
+    /// The upstream's raw status string.
+    pub upstream_status: String,
+    /// Percent complete, 0–100.
+    #[schemars(range(min = 0, max = 100))]
+    pub progress: u8,
+    /// When the task was created (RFC 3339, UTC), if the upstream said.
+    pub created_at: Option<String>,
+    /// The video links stay valid at least until this time (RFC 3339, UTC):
+    /// creation + 24 h. Null until there are links.
+    pub links_expire_at: Option<String>,
+    /// The finished video's URLs; empty until completed.
+    pub video_urls: Vec<String>,
+    /// Why the task failed; null unless failed.
+    pub error: Option<TaskErrorView>,
+    /// The upstream's estimate of the render time in seconds, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_seconds: Option<u64>,
+    /// What to do next, in one sentence.
+    pub next_step: String,
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn unix(secs: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(secs).ok()?;
+    // Some gateways send milliseconds.
+    let secs = if secs > 100_000_000_000 {
+        secs / 1000
+    } else {
+        secs
+    };
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+impl VideoTask {
+    /// Builds the view of an upstream task. `fallback_id` is used when the
+    /// upstream omitted the id (e.g. a status answer without it).
+    pub fn from_upstream(task: &TaskObject, fallback_id: &str, now: SystemTime) -> Self {
+        let upstream = task.status();
+        let status = VideoStatus::from_upstream(&upstream);
+        let created = task.created.and_then(unix);
+        let video_urls = if status == VideoStatus::Completed {
+            task.video_urls()
+        } else {
+            Vec::new()
+        };
+        let links_expire = match (created, video_urls.is_empty()) {
+            (Some(c), false) => c.checked_add(LINK_LIFETIME),
+            _ => None,
+        };
+        let error = task.failure().map(|f| TaskErrorView {
+            code: f.code,
+            message: f.message,
+        });
+        let mut view = VideoTask {
+            task_id: task
+                .id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| fallback_id.to_string()),
+            status,
+            upstream_status: task.raw_status.clone().unwrap_or_default(),
+            progress: task.progress_percent(),
+            created_at: created.map(rfc3339),
+            links_expire_at: links_expire.map(rfc3339),
+            video_urls,
+            error: if status == VideoStatus::Failed || status == VideoStatus::Cancelled {
+                error
+            } else {
+                None
+            },
+            estimated_seconds: task.estimated_seconds(),
+            next_step: String::new(),
+        };
+        view.next_step = view.status_next_step(links_expire, now);
+        view
+    }
+
+    fn status_next_step(&self, expires: Option<SystemTime>, now: SystemTime) -> String {
+        let id = &self.task_id;
+        match self.status {
+            VideoStatus::Completed if self.video_urls.is_empty() => format!(
+                "The task reports completed but no video URL yet: call get_video_status for \
+                 task_id {id} again in about 30 s."
+            ),
+            VideoStatus::Completed => match expires {
+                Some(t) if t <= now => "The video link has probably expired (links live 24 h \
+                     after creation); if the download fails, the video is gone and must be \
+                     created again."
+                    .to_string(),
+                Some(t) => format!(
+                    "The video is ready: save the file now (download_video, or give the user the \
+                     URL); the link expires at {} ({} from now).",
+                    rfc3339(t),
+                    human_duration(t.duration_since(now).unwrap_or_default())
+                ),
+                None => "The video is ready: save the file now (download_video, or give the \
+                         user the URL); links expire 24 h after the task was created."
+                    .to_string(),
+            },
+            VideoStatus::Failed => {
+                let why = match &self.error {
+                    Some(e) => match &e.code {
+                        Some(c) => format!(" ({c}: {})", e.message),
+                        None => format!(" ({})", e.message),
+                    },
+                    None => String::new(),
+                };
+                format!(
+                    "The video failed{why}. Tell the user; if they want to try again, adjust the \
+                     prompt or arguments as the error suggests and call create_video once."
+                )
+            }
+            VideoStatus::Cancelled => "The task was cancelled and will not produce a video; \
+                 call create_video again only if the user still wants one."
+                .to_string(),
+            VideoStatus::Pending | VideoStatus::Processing | VideoStatus::Unknown => {
+                format!(
+                    "Still rendering ({}%): call get_video_status for task_id {id} again in about \
+                     {} s. Do not call create_video again for this video.",
+                    self.progress,
+                    self.poll_hint_secs()
+                )
+            }
+        }
+    }
+
+    /// A sensible pause before the next status check.
+    pub fn poll_hint_secs(&self) -> u64 {
+        match self.estimated_seconds {
+            Some(e) if e > 0 && self.progress == 0 => e.clamp(15, 60),
+            _ if self.progress >= 80 => 15,
+            _ => 30,
+        }
+    }
+
+    /// The view right after a successful create.
+    pub fn created(task: &TaskObject, now: SystemTime) -> Self {
+        let mut view = Self::from_upstream(task, "", now);
+        if view.created_at.is_none() {
+            view.created_at = Some(rfc3339(now));
+        }
+        if !view.status.is_finished() {
+            let wait = view.estimated_seconds.map_or(30, |e| e.clamp(15, 60));
+            view.next_step = format!(
+                "Video task created (credits are reserved). The agent chooses the length; \
+                 rendering usually takes a few minutes. Call get_video_status with task_id {} in \
+                 about {wait} s to follow it; do not call create_video again for this video.",
+                view.task_id
+            );
+        }
+        view
+    }
+
+    /// The readable summary put in the text content.
+    pub fn summary(&self, headline: &str) -> String {
+        let mut s = format!(
+            "{headline}\ntask_id: {}\nstatus: {}",
+            self.task_id,
+            self.status.as_str()
+        );
+        if self.status == VideoStatus::Unknown && !self.upstream_status.is_empty() {
+            s.push_str(&format!(" (upstream: {})", self.upstream_status));
+        }
+        s.push_str(&format!("\nprogress: {}%", self.progress));
+        if let Some(c) = &self.created_at {
+            s.push_str(&format!("\ncreated_at: {c}"));
+        }
+        if let Some(e) = self.estimated_seconds
+            && !self.status.is_finished()
+        {
+            s.push_str(&format!("\nestimated render time: about {e} s"));
+        }
+        for url in &self.video_urls {
+            s.push_str(&format!("\nvideo_url: {url}"));
+        }
+        if let Some(t) = &self.links_expire_at {
+            s.push_str(&format!("\nlinks valid at least until: {t}"));
+        }
+        if let Some(e) = &self.error {
+            match &e.code {
+                Some(c) => s.push_str(&format!("\nerror: {c}: {}", e.message)),
+                None => s.push_str(&format!("\nerror: {}", e.message)),
+            }
+        }
+        s.push_str(&format!("\nnext step: {}", self.next_step));
+        s
+    }
+
+    /// A successful tool result: readable text plus `structuredContent`.
+    pub fn into_result(self, headline: &str) -> CallToolResult {
+        let text = self.summary(headline);
+        structured_result(text, &self)
+    }
+}
+
+/// A success result with the given text and `structuredContent`.
+pub fn structured_result<T: Serialize>(text: String, value: &T) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = serde_json::to_value(value).ok();
+    result
+}
+
+/// An error result: text only, `isError: true`.
+pub fn error_result(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text.into())])
+}
+
+pub fn human_duration(d: Duration) -> String {
+    let mins = d.as_secs() / 60;
+    match (mins / 60, mins % 60) {
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(v: serde_json::Value) -> TaskObject {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn completed_task_reports_urls_and_expiry() {
+        let created = 1_757_165_031;
+        let now = unix(created + 3600).unwrap();
+        let v = VideoTask::from_upstream(
+            &task(
+                json!({"id": "t1", "status": "completed", "progress": 100, "created": created,
+                "results": [{"url": "https://cdn/x.mp4"}]}),
+            ),
+            "fallback",
+            now,
+        );
+        assert_eq!(v.task_id, "t1");
+        assert_eq!(v.status, VideoStatus::Completed);
+        assert_eq!(v.video_urls, vec!["https://cdn/x.mp4"]);
+        assert_eq!(v.created_at.as_deref(), Some("2025-09-06T13:23:51Z"));
+        assert_eq!(v.links_expire_at.as_deref(), Some("2025-09-07T13:23:51Z"));
+        assert!(v.next_step.contains("save the file now"), "{}", v.next_step);
+        assert!(v.next_step.contains("23 h"), "{}", v.next_step);
+        let text = v.summary("Video ready.");
+        assert!(text.contains("https://cdn/x.mp4") && text.contains("2025-09-07T13:23:51Z"));
+    }
+
+    #[test]
+    fn running_task_says_check_again() {
+        let v = VideoTask::from_upstream(
+            &task(json!({"status": "processing", "progress": 40})),
+            "t2",
+            SystemTime::now(),
+        );
+        assert_eq!(v.task_id, "t2");
+        assert!(v.video_urls.is_empty() && v.links_expire_at.is_none());
+        assert!(
+            v.next_step.contains("again in about 30 s"),
+            "{}",
+            v.next_step
+        );
+    }
+
+    #[test]
+    fn unknown_status_is_running_not_an_error() {
+        let v = VideoTask::from_upstream(
+            &task(json!({"id": "t", "status": "queued_for_gpu"})),
+            "t",
+            SystemTime::now(),
+        );
+        assert_eq!(v.status, VideoStatus::Unknown);
+        assert_eq!(v.upstream_status, "queued_for_gpu");
+        assert!(v.next_step.contains("Still rendering"));
+    }
+
+    #[test]
+    fn failed_task_carries_the_error() {
+        let v = VideoTask::from_upstream(
+            &task(
+                json!({"id": "t", "status": "failed", "error": {"code": "content_policy", "message": "blocked"}}),
+            ),
+            "t",
+            SystemTime::now(),
+        );
+        assert_eq!(
+            v.error,
+            Some(TaskErrorView {
+                code: Some("content_policy".into()),
+                message: "blocked".into()
+            })
+        );
+        assert!(v.next_step.contains("content_policy: blocked"));
+    }
+
+    #[test]
+    fn expired_links_are_called_expired() {
+        let created = 1_757_165_031;
+        let v = VideoTask::from_upstream(
+            &task(
+                json!({"id": "t", "status": "completed", "created": created, "results": [{"url": "https://x"}]}),
+            ),
+            "t",
+            unix(created + 25 * 3600).unwrap(),
+        );
+        assert!(v.next_step.contains("expired"), "{}", v.next_step);
+    }
+
+    #[test]
+    fn structured_content_matches_field_names() {
+        let v = VideoTask::created(
+            &task(
+                json!({"id": "t", "status": "pending", "created": 1, "task_info": {"estimated_time": 45}}),
+            ),
+            SystemTime::now(),
+        );
+        let r = v.into_result("created");
+        let sc = r.structured_content.unwrap();
+        for k in [
+            "task_id",
+            "status",
+            "upstream_status",
+            "progress",
+            "created_at",
+            "links_expire_at",
+            "video_urls",
+            "error",
+            "estimated_seconds",
+            "next_step",
+        ] {
+            assert!(sc.get(k).is_some(), "{k} missing in {sc}");
+        }
+        assert_eq!(sc["estimated_seconds"], 45);
+        assert_eq!(r.is_error, Some(false));
+    }
+}

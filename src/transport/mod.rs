@@ -1,0 +1,4 @@
+//! Transports: stdio (local clients) and Streamable HTTP (hosted).
+
+pub mod http;
+pub mod stdio;
