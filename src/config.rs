@@ -10,6 +10,11 @@ use crate::gateway::{ApiKey, GatewayConfig, RetryPolicy};
 
 pub const DEFAULT_API_BASE: &str = "https://api.aihubmax.com";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
+/// Default cap of one saved video: 2 GiB.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// The smallest allowed cap of a server-side wait (clients with longer
+/// timeouts than 60 s may use it all).
+pub const MIN_MAX_WAIT_SECS: f64 = 60.0;
 
 const ENV_HELP: &str = "\
 Environment:
@@ -130,6 +135,75 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub drain_timeout: f64,
+
+    /// HTTP: longest time one request (its whole response stream) may take, in
+    /// seconds; longer than the longest tool call.
+    #[arg(
+        long,
+        env = "HEYGEN_HTTP_REQUEST_TIMEOUT",
+        default_value_t = 600.0,
+        value_name = "SECONDS"
+    )]
+    pub http_request_timeout: f64,
+
+    /// Folder where download_video (and --auto-download) save videos. On stdio
+    /// the default is ~/Downloads/heygen-videos (or the data folder when there is
+    /// no Downloads folder); over HTTP saving is off unless this is set.
+    #[arg(long, env = "HEYGEN_DOWNLOAD_DIR", value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+
+    /// Save every video in the background the first time a status check sees it
+    /// completed (needs a download folder).
+    #[arg(long, env = "HEYGEN_AUTO_DOWNLOAD")]
+    pub auto_download: bool,
+
+    /// Longest server-side wait get_video_status accepts (wait_seconds), in
+    /// seconds; longer requests are shortened to it. At least 60.
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_WAIT",
+        default_value_t = 120.0,
+        value_name = "SECONDS"
+    )]
+    pub max_wait: f64,
+
+    /// Pause between upstream status lookups during a wait, in seconds.
+    #[arg(
+        long,
+        env = "HEYGEN_POLL_INTERVAL",
+        default_value_t = 5.0,
+        value_name = "SECONDS"
+    )]
+    pub poll_interval: f64,
+
+    /// During a wait with a progress token, send a progress notification at
+    /// least this often, in seconds.
+    #[arg(
+        long,
+        env = "HEYGEN_PROGRESS_HEARTBEAT",
+        default_value_t = 15.0,
+        value_name = "SECONDS"
+    )]
+    pub progress_heartbeat: f64,
+
+    /// How long download_video waits for a download before answering, in
+    /// seconds; a longer download continues in the background.
+    #[arg(
+        long,
+        env = "HEYGEN_DOWNLOAD_DEADLINE",
+        default_value_t = 40.0,
+        value_name = "SECONDS"
+    )]
+    pub download_deadline: f64,
+
+    /// Largest video download_video saves, in bytes.
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_DOWNLOAD_BYTES",
+        default_value_t = DEFAULT_MAX_DOWNLOAD_BYTES,
+        value_name = "BYTES"
+    )]
+    pub max_download_bytes: u64,
 }
 
 /// Validated configuration.
@@ -140,6 +214,8 @@ pub struct Settings {
     pub simulate: bool,
     pub simulate_render: Duration,
     pub http: Option<HttpSettings>,
+    /// Waits, progress and downloads (issue 4).
+    pub tools: ToolSettings,
     /// Problems worth a warning at start (never fatal).
     pub warnings: Vec<String>,
 }
@@ -156,6 +232,22 @@ pub enum CallerKeys {
     Required,
 }
 
+/// Validated settings of the bounded wait, progress and downloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSettings {
+    /// Where videos are saved: the configured folder, or on stdio the per-user
+    /// default; `None` means saving is off (HTTP without a configured folder).
+    pub download_dir: Option<PathBuf>,
+    /// Whether the folder was configured explicitly (not the stdio default).
+    pub download_dir_configured: bool,
+    pub auto_download: bool,
+    pub max_wait: Duration,
+    pub poll_interval: Duration,
+    pub progress_heartbeat: Duration,
+    pub download_deadline: Duration,
+    pub max_download_bytes: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub addr: SocketAddr,
@@ -167,6 +259,7 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     pub max_concurrent: usize,
     pub drain_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 impl Cli {
@@ -246,6 +339,12 @@ impl Cli {
                     max_body_bytes: self.max_body_bytes,
                     max_concurrent: self.max_concurrent,
                     drain_timeout: seconds("--drain-timeout", self.drain_timeout, 0.0, 3600.0)?,
+                    request_timeout: seconds(
+                        "--http-request-timeout",
+                        self.http_request_timeout,
+                        1.0,
+                        86_400.0,
+                    )?,
                 })
             }
         };
@@ -256,15 +355,107 @@ impl Cli {
             );
         }
 
+        let tools = self.tool_settings(
+            http.is_some(),
+            default_download_dir(home_dir(), default_data_dir()),
+            &mut warnings,
+        )?;
+
         Ok(Settings {
             api_key: api_key.and_then(ApiKey::new),
             gateway,
             simulate: self.simulate,
             simulate_render,
             http,
+            tools,
             warnings,
         })
     }
+}
+
+impl Cli {
+    /// Validates the wait, progress and download flags. `stdio_default` is the
+    /// per-user folder used on stdio when no folder is configured.
+    fn tool_settings(
+        &self,
+        http_mode: bool,
+        stdio_default: Option<PathBuf>,
+        warnings: &mut Vec<String>,
+    ) -> Result<ToolSettings, String> {
+        let max_wait = seconds("--max-wait", self.max_wait, MIN_MAX_WAIT_SECS, 3600.0)?;
+        let poll_interval = seconds("--poll-interval", self.poll_interval, 0.05, 300.0)?;
+        let progress_heartbeat =
+            seconds("--progress-heartbeat", self.progress_heartbeat, 0.05, 300.0)?;
+        let download_deadline =
+            seconds("--download-deadline", self.download_deadline, 0.05, 3600.0)?;
+        if self.max_download_bytes == 0 {
+            return Err("--max-download-bytes must be at least 1".into());
+        }
+        let configured = match &self.download_dir {
+            None => None,
+            Some(d) if d.as_os_str().is_empty() => None,
+            Some(d) => {
+                let d = expand_home(d, home_dir());
+                if d.is_relative() {
+                    return Err(format!(
+                        "--download-dir / HEYGEN_DOWNLOAD_DIR must be an absolute path, got {}",
+                        d.display()
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let download_dir_configured = configured.is_some();
+        let download_dir = match configured {
+            Some(d) => Some(d),
+            None if http_mode => None,
+            None => stdio_default,
+        };
+        if self.auto_download && download_dir.is_none() {
+            warnings.push(
+                "--auto-download needs a download folder (--download-dir / HEYGEN_DOWNLOAD_DIR); \
+                 videos will not be saved automatically"
+                    .into(),
+            );
+        }
+        Ok(ToolSettings {
+            download_dir,
+            download_dir_configured,
+            auto_download: self.auto_download,
+            max_wait,
+            poll_interval,
+            progress_heartbeat,
+            download_deadline,
+            max_download_bytes: self.max_download_bytes,
+        })
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .or_else(|| std::env::var_os("USERPROFILE"))
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+/// `~/x` → `<home>/x` (a shell does this, an MCP client's "env" block does not).
+fn expand_home(p: &std::path::Path, home: Option<PathBuf>) -> PathBuf {
+    match (p.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => p.to_path_buf(),
+    }
+}
+
+/// The per-user default download folder on stdio: `~/Downloads/heygen-videos`
+/// when `~/Downloads` exists, otherwise `<data dir>/videos`.
+pub fn default_download_dir(home: Option<PathBuf>, data_dir: Option<PathBuf>) -> Option<PathBuf> {
+    if let Some(home) = home {
+        let downloads = home.join("Downloads");
+        if downloads.is_dir() {
+            return Some(downloads.join("heygen-videos"));
+        }
+    }
+    data_dir.map(|d| d.join("videos"))
 }
 
 fn clean_list(items: &[String]) -> Vec<String> {
@@ -336,7 +527,8 @@ pub fn is_loopback_host(host: &str) -> bool {
             .unwrap_or(false)
 }
 
-/// Where the binary keeps nothing yet: reserved for later options.
+/// The per-user data folder of the server (`$XDG_DATA_HOME/heygen-video-mcp`,
+/// else `~/.local/share/heygen-video-mcp`).
 pub fn default_data_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -474,5 +666,119 @@ mod tests {
         let h = s.http.unwrap();
         assert_eq!(h.allowed_hosts, vec!["mcp.example.com", "other.example"]);
         assert_eq!(h.allowed_origins, vec!["https://app.example.com"]);
+    }
+
+    #[test]
+    fn tool_defaults() {
+        let s = parse(&[]).into_settings(None, None).unwrap();
+        let t = s.tools;
+        assert_eq!(t.max_wait, Duration::from_secs(120));
+        assert_eq!(t.poll_interval, Duration::from_secs(5));
+        assert_eq!(t.progress_heartbeat, Duration::from_secs(15));
+        assert!(t.download_deadline < Duration::from_secs(45));
+        assert_eq!(t.max_download_bytes, DEFAULT_MAX_DOWNLOAD_BYTES);
+        assert!(!t.auto_download);
+        assert!(!t.download_dir_configured);
+    }
+
+    #[test]
+    fn wait_cap_is_at_least_sixty_seconds() {
+        assert!(
+            parse(&["--max-wait", "59"])
+                .into_settings(None, None)
+                .is_err()
+        );
+        let s = parse(&["--max-wait", "60"])
+            .into_settings(None, None)
+            .unwrap();
+        assert_eq!(s.tools.max_wait, Duration::from_secs(60));
+        assert!(
+            parse(&["--max-wait", "inf"])
+                .into_settings(None, None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn timings_are_validated() {
+        for args in [
+            ["--poll-interval", "0"],
+            ["--poll-interval=-1", "--max-wait=120"],
+            ["--progress-heartbeat", "0"],
+            ["--download-deadline", "NaN"],
+            ["--max-download-bytes", "0"],
+        ] {
+            assert!(parse(&args).into_settings(None, None).is_err(), "{args:?}");
+        }
+        let s = parse(&[
+            "--poll-interval",
+            "0.2",
+            "--progress-heartbeat",
+            "0.5",
+            "--download-deadline",
+            "1.5",
+            "--max-download-bytes",
+            "1000",
+            "--auto-download",
+        ])
+        .into_settings(None, None)
+        .unwrap();
+        assert_eq!(s.tools.poll_interval, Duration::from_millis(200));
+        assert_eq!(s.tools.progress_heartbeat, Duration::from_millis(500));
+        assert_eq!(s.tools.download_deadline, Duration::from_millis(1500));
+        assert_eq!(s.tools.max_download_bytes, 1000);
+        assert!(s.tools.auto_download);
+    }
+
+    #[test]
+    fn download_dir_on_stdio_and_http() {
+        let dir = std::env::temp_dir().join("heygen-test-downloads");
+        let d = dir.to_str().unwrap();
+        let s = parse(&["--download-dir", d])
+            .into_settings(None, None)
+            .unwrap();
+        assert_eq!(s.tools.download_dir.as_deref(), Some(dir.as_path()));
+        assert!(s.tools.download_dir_configured);
+        // Over HTTP saving is off unless a folder is configured.
+        let h = parse(&["--http", "127.0.0.1:0"])
+            .into_settings(None, None)
+            .unwrap();
+        assert_eq!(h.tools.download_dir, None);
+        let h = parse(&["--http", "127.0.0.1:0", "--download-dir", d])
+            .into_settings(None, None)
+            .unwrap();
+        assert_eq!(h.tools.download_dir.as_deref(), Some(dir.as_path()));
+        // Relative folders are refused (the client's working directory is arbitrary).
+        assert!(
+            parse(&["--download-dir", "videos"])
+                .into_settings(None, None)
+                .is_err()
+        );
+        // --auto-download without a folder over HTTP only warns.
+        let w = parse(&["--http", "127.0.0.1:0", "--auto-download"])
+            .into_settings(None, None)
+            .unwrap();
+        assert!(w.warnings.iter().any(|w| w.contains("--auto-download")));
+    }
+
+    #[test]
+    fn stdio_default_download_dir() {
+        let home = tempfile::tempdir().unwrap();
+        let data = home.path().join("data");
+        // No ~/Downloads: the data folder.
+        assert_eq!(
+            default_download_dir(Some(home.path().into()), Some(data.clone())),
+            Some(data.join("videos"))
+        );
+        std::fs::create_dir(home.path().join("Downloads")).unwrap();
+        assert_eq!(
+            default_download_dir(Some(home.path().into()), Some(data)),
+            Some(home.path().join("Downloads").join("heygen-videos"))
+        );
+        assert_eq!(default_download_dir(None, None), None);
+        assert_eq!(
+            expand_home(std::path::Path::new("~/v"), Some(PathBuf::from("/home/u"))),
+            PathBuf::from("/home/u/v")
+        );
     }
 }

@@ -99,7 +99,7 @@ async fn run(mut settings: Settings) -> Result<(), String> {
                 .as_ref()
                 .map(|h| h.caller_keys)
                 .unwrap_or_default(),
-            ..ToolOptions::default()
+            ..ToolOptions::from_settings(&settings.tools, settings.http.is_some())
         },
     });
 

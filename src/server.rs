@@ -12,10 +12,12 @@ pub const SERVER_NAME: &str = "heygen-video-mcp";
 
 pub const INSTRUCTIONS: &str = "Makes talking-avatar videos with the HeyGen Video Agent. \
 1) create_video starts one video from a prompt and returns a task_id at once (it spends credits: \
-call it once per video). 2) Follow it with get_video_status every ~30 s until it is completed \
-(rendering takes minutes); never create the video again because it is still rendering. \
-3) When it is completed, save the MP4 or give the user the URL right away: links expire 24 h \
-after creation.";
+call it once per video). 2) Follow it with get_video_status: pass wait_seconds (at most 45 if your \
+client cuts tool calls at 60 s) to let the server wait, or call it every ~30 s; rendering takes \
+minutes. A wait that runs out is a normal \"still rendering\" answer: call get_video_status again, \
+never create_video again. 3) When it is completed, save it at once with download_video (it reports \
+the file's path) or give the user the URL: links expire 24 h after creation. get_credits shows the \
+balance.";
 
 #[tool_handler(router = router())]
 impl ServerHandler for VideoServer {

@@ -14,7 +14,13 @@
 //! - on the task: `[fail]` (ends failed), `[after:S]` (renders in S s),
 //!   `[status:X]` (reports the unknown status X while running), `[output]`
 //!   (result under `output`), `[minimal]` (status answers carry only id and
-//!   status), `[link:403]` (the first download of the file answers 403);
+//!   status), `[link:403]` (the first download of the file answers 403 and the
+//!   next status lookup returns a new `?v=` URL);
+//! - on the video file (`/files/{id}.mp4`): `[file:truncate]` (Content-Length
+//!   of the whole file, half of it sent, then the connection is cut),
+//!   `[file:slow=S]` (the file trickles out over S seconds), `[file:nolength]`
+//!   (chunked, no Content-Length), `[file:empty]` (200 with an empty body),
+//!   `[file:html]` (200 with a web page instead of the video);
 //! - on status lookups: `[get:FAULT]` or `[get:FAULT:N]` (only the first N
 //!   lookups), FAULT one of 404, 429, 500, 502, 503, garbage, drop, slow=S.
 //!
@@ -81,6 +87,7 @@ struct SimTask {
     lookups: u64,
     get_fault: Option<(String, Option<u64>)>,
     link_version: u64,
+    file_fault: Option<String>,
 }
 
 /// One request as the simulator saw it (the key is kept for tests only).
@@ -545,6 +552,7 @@ async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
         lookups: 0,
         get_fault,
         link_version: 1,
+        file_fault: marker_value(&m, "file").map(String::from),
     };
     let answer = task_json(&state, &task);
     state.lock().tasks.insert(id.clone(), task);
@@ -708,32 +716,95 @@ async fn file(
     let Some(id) = file.strip_suffix(".mp4") else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let mut inner = state.lock();
-    let Some(task) = inner.tasks.get_mut(id) else {
-        return StatusCode::NOT_FOUND.into_response();
+    let fault = {
+        let mut inner = state.lock();
+        let Some(task) = inner.tasks.get_mut(id) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let done = task.render.is_zero() || task.started.elapsed() >= task.render;
+        if !done || task.fail {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        if task.created.elapsed().unwrap_or_default() > state.config.link_ttl {
+            return (StatusCode::GONE, "link expired").into_response();
+        }
+        if task.link_403_left > 0 {
+            task.link_403_left -= 1;
+            task.link_version += 1;
+            return (
+                StatusCode::FORBIDDEN,
+                "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            )
+                .into_response();
+        }
+        task.file_fault.clone()
     };
-    let done = task.render.is_zero() || task.started.elapsed() >= task.render;
-    if !done || task.fail {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    if task.created.elapsed().unwrap_or_default() > state.config.link_ttl {
-        return (StatusCode::GONE, "link expired").into_response();
-    }
-    if task.link_403_left > 0 {
-        task.link_403_left -= 1;
-        task.link_version += 1;
-        return (
-            StatusCode::FORBIDDEN,
-            "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+    let len = SAMPLE_MP4.len().to_string();
+    let video = |body: Body, with_length: bool| {
+        let mut b = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "video/mp4");
+        if with_length {
+            b = b.header(header::CONTENT_LENGTH, len.as_str());
+        }
+        b.body(body)
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    match fault.as_deref() {
+        Some("truncate") => {
+            // Headers and half the body go out; a moment later the connection is cut.
+            let stream = futures::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from_static(
+                            &SAMPLE_MP4[..SAMPLE_MP4.len() / 2],
+                        )),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        Some((Err(std::io::Error::other("simulated connection drop")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            video(Body::from_stream(stream), true)
+        }
+        Some("nolength") => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = SAMPLE_MP4
+                .chunks(512)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            video(Body::from_stream(futures::stream::iter(chunks)), false)
+        }
+        Some("empty") => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "video/mp4")], "").into_response()
+        }
+        Some("html") => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<html><body>Please sign in</body></html>",
         )
-            .into_response();
+            .into_response(),
+        Some(f) if f.starts_with("slow=") => {
+            const PARTS: usize = 10;
+            let pause = secs(&f[5..]) / PARTS as u32;
+            let chunk = SAMPLE_MP4.len().div_ceil(PARTS);
+            let stream = futures::stream::unfold(0usize, move |at| async move {
+                if at >= SAMPLE_MP4.len() {
+                    return None;
+                }
+                tokio::time::sleep(pause).await;
+                let end = (at + chunk).min(SAMPLE_MP4.len());
+                Some((
+                    Ok::<Bytes, std::io::Error>(Bytes::from_static(&SAMPLE_MP4[at..end])),
+                    end,
+                ))
+            });
+            video(Body::from_stream(stream), true)
+        }
+        _ => video(Body::from(Bytes::from_static(SAMPLE_MP4)), true),
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "video/mp4")],
-        Bytes::from_static(SAMPLE_MP4),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

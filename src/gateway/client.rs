@@ -182,6 +182,16 @@ impl GatewayClient {
             if !retryable || attempt >= self.config.retry.max_attempts {
                 return Err(err);
             }
+            // A Retry-After longer than our cap: resending sooner would ignore
+            // the gateway's request; tell the user instead.
+            if let GatewayError::Api {
+                retry_after: Some(ra),
+                ..
+            } = &err
+                && *ra > self.config.retry.max_delay
+            {
+                return Err(err);
+            }
             let delay = self.backoff(attempt, &err);
             if started.elapsed() + delay > self.config.retry.create_budget {
                 return Err(err);
@@ -394,7 +404,7 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
     GatewayError::Api {
         status: status.as_u16(),
         code: body.code.map(|c| key.scrub(&one_line(&c, 100))),
-        kind: body.kind.map(|k| one_line(&k, 100)),
+        kind: body.kind.map(|k| key.scrub(&one_line(&k, 100))),
         message,
         request_id: request_id.map(|r| key.scrub(&r)),
         retry_after,

@@ -162,8 +162,10 @@ impl VideoServer {
     /// so call it once per video the user asked for. Returns immediately with a
     /// task_id (it does not wait for the video); the agent chooses the script,
     /// scenes and the duration (it cannot be set). Then follow the task with
-    /// get_video_status until it is completed (rendering takes minutes), and save
-    /// the MP4 before its link expires 24 h later. If this call fails or times out
+    /// get_video_status (its wait_seconds lets the server wait) until it is
+    /// completed (rendering takes minutes), and save the MP4 with download_video
+    /// before its link expires 24 h later. Never call this again because a video
+    /// is still rendering or a wait ran out. If this call fails or times out
     /// with a note that the video may have been created, do not call it again
     /// blindly.
     #[tool(

@@ -3,10 +3,17 @@
 //! stateless request; the tool router is built once per process.
 
 pub mod create;
+pub mod credits;
+pub mod download;
+pub mod progress;
 pub mod status;
 pub mod view;
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use rmcp::{
     handler::server::router::tool::ToolRouter,
@@ -14,10 +21,11 @@ use rmcp::{
 };
 
 use crate::{
-    config::CallerKeys,
+    config::{CallerKeys, DEFAULT_MAX_DOWNLOAD_BYTES, ToolSettings},
     gateway::{ApiKey, GatewayClient, GatewayError},
 };
 
+pub use download::Downloads;
 pub use view::{VideoStatus, VideoTask};
 
 /// Header in which an HTTP caller may bring its own upstream key.
@@ -30,6 +38,28 @@ pub struct ToolOptions {
     pub sync_upstream: bool,
     /// Whether and how HTTP callers bring their own key.
     pub caller_keys: CallerKeys,
+    /// The server speaks Streamable HTTP: saved files land on the server's
+    /// disk, so download_video refuses unless a folder is configured.
+    pub http_mode: bool,
+    /// Where videos are saved; `None` turns saving off.
+    pub download_dir: Option<PathBuf>,
+    /// Save a video in the background the first time a status check sees it
+    /// completed (once per task per process).
+    pub auto_download: bool,
+    /// Cap of `wait_seconds` (longer waits are shortened to it).
+    pub max_wait: Duration,
+    /// Pause between status lookups during a wait.
+    pub poll_interval: Duration,
+    /// Longest gap between progress notifications during a wait.
+    pub progress_heartbeat: Duration,
+    /// How long download_video waits before answering that the download
+    /// continues in the background.
+    pub download_deadline: Duration,
+    /// Largest file download_video saves.
+    pub max_download_bytes: u64,
+    /// Process-wide download bookkeeping (running downloads, auto-download once
+    /// per task, cleaned folders). A fresh default is empty.
+    pub downloads: Downloads,
 }
 
 impl Default for ToolOptions {
@@ -37,6 +67,33 @@ impl Default for ToolOptions {
         Self {
             sync_upstream: true,
             caller_keys: CallerKeys::Off,
+            http_mode: false,
+            download_dir: None,
+            auto_download: false,
+            max_wait: Duration::from_secs(120),
+            poll_interval: Duration::from_secs(5),
+            progress_heartbeat: Duration::from_secs(15),
+            download_deadline: Duration::from_secs(40),
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            downloads: Downloads::default(),
+        }
+    }
+}
+
+impl ToolOptions {
+    /// The options from validated settings; `http_mode` says whether the server
+    /// serves Streamable HTTP.
+    pub fn from_settings(tools: &ToolSettings, http_mode: bool) -> Self {
+        Self {
+            http_mode,
+            download_dir: tools.download_dir.clone(),
+            auto_download: tools.auto_download,
+            max_wait: tools.max_wait,
+            poll_interval: tools.poll_interval,
+            progress_heartbeat: tools.progress_heartbeat,
+            download_deadline: tools.download_deadline,
+            max_download_bytes: tools.max_download_bytes,
+            ..Self::default()
         }
     }
 }
@@ -94,5 +151,10 @@ impl VideoServer {
 /// All tools, built once per process.
 pub fn router() -> &'static ToolRouter<VideoServer> {
     static ROUTER: OnceLock<ToolRouter<VideoServer>> = OnceLock::new();
-    ROUTER.get_or_init(|| VideoServer::create_router() + VideoServer::status_router())
+    ROUTER.get_or_init(|| {
+        VideoServer::create_router()
+            + VideoServer::status_router()
+            + VideoServer::download_router()
+            + VideoServer::credits_router()
+    })
 }

@@ -1,7 +1,7 @@
 //! `get_video_status`: one status lookup of a task, reported as a `VideoTask`
 //! with the video URL(s), the link expiry and the next step.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rmcp::{
     handler::server::{tool::schema_for_output, wrapper::Parameters},
@@ -10,13 +10,15 @@ use rmcp::{
     tool, tool_router,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use tokio::time::Instant;
 
 use super::{
     VideoServer,
-    view::{VideoStatus, VideoTask, error_result},
+    progress::ProgressReporter,
+    view::{VideoStatus, VideoTask, error_result, structured_result},
 };
-use crate::gateway::{Operation, validate_task_id};
+use crate::gateway::{ApiKey, Operation, validate_task_id};
 
 /// Arguments of `get_video_status`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -25,27 +27,120 @@ pub struct GetVideoStatusParams {
     /// The task_id returned by create_video.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub task_id: String,
+    /// Wait on the server up to this many seconds for the video to finish
+    /// (default 0 = answer at once). Use at most 45 when the client cuts tool
+    /// calls at 60 s; longer waits are shortened to the server's limit (120 s
+    /// unless configured). A wait that runs out is normal: the answer then says
+    /// the video is still rendering.
+    #[serde(default, deserialize_with = "lenient_seconds")]
+    #[schemars(range(min = 0))]
+    pub wait_seconds: Option<u32>,
+}
+
+/// Accepts `30`, `30.5` (rounded up) or null; refuses negatives and non-numbers.
+fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let raw: Option<serde_json::Value> = Option::deserialize(d)?;
+    let Some(v) = raw else { return Ok(None) };
+    let secs = match &v {
+        serde_json::Value::Null => return Ok(None),
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(s.ceil().min(f64::from(u32::MAX)) as u32)),
+        _ => Err(serde::de::Error::custom(format!(
+            "wait_seconds must be a number of seconds, 0 or more (e.g. 30), got {v}"
+        ))),
+    }
+}
+
+/// How a wait ended.
+enum WaitEnd {
+    /// Completed, failed or cancelled upstream.
+    Finished(VideoTask),
+    /// The wait ran out while the video was still rendering.
+    RanOut(VideoTask),
+    /// The client cancelled the request.
+    Cancelled,
 }
 
 impl VideoServer {
-    /// Looks a task up; the building block of status checks and waits.
-    pub(crate) async fn lookup(
+    /// Checks the task id and resolves the caller's key, before any upstream call.
+    pub(crate) fn key_and_id(
         &self,
         ctx: &RequestContext<RoleServer>,
         task_id: &str,
-    ) -> Result<VideoTask, CallToolResult> {
+    ) -> Result<(ApiKey, String), CallToolResult> {
         let task_id = task_id.trim();
         validate_task_id(task_id).map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
         let key = self
             .resolve_key(ctx)
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
+        Ok((key, task_id.to_string()))
+    }
+
+    /// Looks a task up; the building block of status checks, waits and downloads.
+    pub(crate) async fn lookup_with_key(
+        &self,
+        key: &ApiKey,
+        task_id: &str,
+    ) -> Result<VideoTask, CallToolResult> {
         let task = self
             .state
             .gateway
-            .get_task(&key, task_id, self.state.options.sync_upstream)
+            .get_task(key, task_id, self.state.options.sync_upstream)
             .await
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
         Ok(VideoTask::from_upstream(&task, task_id, SystemTime::now()))
+    }
+
+    /// Polls the task until it finishes, the wait runs out or the client
+    /// cancels, sending progress notifications when the request asked for them.
+    async fn wait_for(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        key: &ApiKey,
+        task_id: &str,
+        wait: Duration,
+    ) -> Result<WaitEnd, CallToolResult> {
+        let options = &self.state.options;
+        let deadline = Instant::now() + wait;
+        // Never a hot loop, whatever the configuration says.
+        let interval = options.poll_interval.max(Duration::from_millis(50));
+        let mut progress = ProgressReporter::new(ctx, options.progress_heartbeat);
+        loop {
+            let view = tokio::select! {
+                biased;
+                _ = ctx.ct.cancelled() => return Ok(WaitEnd::Cancelled),
+                r = self.lookup_with_key(key, task_id) => r?,
+            };
+            progress.observe(&view).await;
+            if view.status.is_finished() {
+                return Ok(WaitEnd::Finished(view));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(WaitEnd::RanOut(view));
+            }
+            let next_poll = (now + interval).min(deadline);
+            // Sleep until the next poll, sending heartbeats in between.
+            loop {
+                let wake = match progress.heartbeat_at() {
+                    Some(hb) if hb < next_poll => hb,
+                    _ => next_poll,
+                };
+                tokio::select! {
+                    biased;
+                    _ = ctx.ct.cancelled() => return Ok(WaitEnd::Cancelled),
+                    _ = tokio::time::sleep_until(wake) => {}
+                }
+                if wake >= next_poll {
+                    break;
+                }
+                progress.beat(&view).await;
+            }
+        }
     }
 }
 
@@ -64,8 +159,12 @@ impl VideoServer {
     /// Check a video task started with create_video: status (pending, processing,
     /// completed, failed, cancelled, or unknown = still running), progress, and when
     /// completed the MP4 URL(s) with the time until which the links stay valid
-    /// (24 h after creation: save the file before then). A video takes minutes;
-    /// while it renders, check again in about 30 s. Read-only and free.
+    /// (24 h after creation: save the file before then, e.g. with download_video).
+    /// A video takes minutes. Pass wait_seconds to let the server wait for the
+    /// video (≤ 45 for clients that cut tool calls at 60 s); a wait that runs out
+    /// is a normal answer saying it is still rendering: call again, and never call
+    /// create_video again because a wait ran out. Without wait_seconds, check again
+    /// in about 30 s. Read-only and free.
     #[tool(
         output_schema = schema_for_output::<VideoTask>(),
         annotations(
@@ -81,8 +180,63 @@ impl VideoServer {
         Parameters(params): Parameters<GetVideoStatusParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, CallToolResult> {
-        let view = self.lookup(&ctx, &params.task_id).await?;
-        let headline = headline(&view);
-        Ok(view.into_result(headline))
+        let (key, task_id) = self.key_and_id(&ctx, &params.task_id)?;
+        let requested = params.wait_seconds.unwrap_or(0);
+        let cap = self.state.options.max_wait;
+        let wait = Duration::from_secs(u64::from(requested)).min(cap);
+        let clamped = Duration::from_secs(u64::from(requested)) > cap;
+
+        let (mut view, headline) = if wait.is_zero() {
+            let view = self.lookup_with_key(&key, &task_id).await?;
+            let h = headline(&view).to_string();
+            (view, h)
+        } else {
+            let started = Instant::now();
+            match self.wait_for(&ctx, &key, &task_id, wait).await? {
+                WaitEnd::Finished(view) => {
+                    let h = headline(&view).to_string();
+                    (view, h)
+                }
+                WaitEnd::RanOut(mut view) => {
+                    let waited = started.elapsed().as_secs_f64().round();
+                    view.next_step = still_rendering_step(&view);
+                    (
+                        view,
+                        format!("Still rendering after waiting {waited} s (this is normal)."),
+                    )
+                }
+                WaitEnd::Cancelled => {
+                    tracing::info!(%task_id, "wait cancelled by the client");
+                    return Err(error_result(format!(
+                        "The wait was cancelled by the client. The video keeps rendering upstream; \
+                         check it later with get_video_status (task_id {task_id})."
+                    )));
+                }
+            }
+        };
+        if view.status == VideoStatus::Completed {
+            self.auto_save(&key, &mut view).await;
+        }
+        let mut text = view.summary(&headline);
+        if clamped {
+            text.push_str(&format!(
+                "\nnote: wait_seconds {requested} was shortened to this server's limit of {} s.",
+                cap.as_secs()
+            ));
+        }
+        Ok(structured_result(text, &view))
     }
+}
+
+/// The next step after a wait that ran out: ask again, never re-create.
+fn still_rendering_step(view: &VideoTask) -> String {
+    format!(
+        "Still rendering ({}%): the wait ran out, which is normal (nothing failed). Call \
+         get_video_status for task_id {} again, with wait_seconds (at most 45 for clients that \
+         cut tool calls at 60 s) to wait on the server, or without it in about {} s. Do not call \
+         create_video again for this video.",
+        view.progress,
+        view.task_id,
+        view.poll_hint_secs()
+    )
 }

@@ -60,6 +60,7 @@ impl VideoStatus {
 
 /// Why a task failed, as the upstream reported it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)] // no "$ref" in outputSchema: some clients cannot resolve it
 pub struct TaskErrorView {
     /// Upstream error code, when it gave one.
     pub code: Option<String>,
@@ -94,6 +95,14 @@ pub struct VideoTask {
     pub estimated_seconds: Option<u64>,
     /// What to do next, in one sentence.
     pub next_step: String,
+    /// Absolute path of the saved MP4 on the server's machine. With
+    /// `size_bytes` the file is saved and verified; without it the download is
+    /// still running in the background and the file will appear at this path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_path: Option<String>,
+    /// Size of the saved file in bytes, checked on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -150,6 +159,8 @@ impl VideoTask {
             },
             estimated_seconds: task.estimated_seconds(),
             next_step: String::new(),
+            saved_path: None,
+            size_bytes: None,
         };
         view.next_step = view.status_next_step(links_expire, now);
         view
@@ -196,7 +207,8 @@ impl VideoTask {
             VideoStatus::Pending | VideoStatus::Processing | VideoStatus::Unknown => {
                 format!(
                     "Still rendering ({}%): call get_video_status for task_id {id} again in about \
-                     {} s. Do not call create_video again for this video.",
+                     {} s (or pass wait_seconds, at most 45, to let the server wait). Do not call \
+                     create_video again for this video.",
                     self.progress,
                     self.poll_hint_secs()
                 )
@@ -224,7 +236,8 @@ impl VideoTask {
             view.next_step = format!(
                 "Video task created (credits are reserved). The agent chooses the length; \
                  rendering usually takes a few minutes. Call get_video_status with task_id {} in \
-                 about {wait} s to follow it; do not call create_video again for this video.",
+                 about {wait} s (or at once with wait_seconds, at most 45, to let the server wait) \
+                 to follow it; do not call create_video again for this video.",
                 view.task_id
             );
         }
@@ -262,6 +275,12 @@ impl VideoTask {
                 None => s.push_str(&format!("\nerror: {}", e.message)),
             }
         }
+        if let Some(p) = &self.saved_path {
+            match self.size_bytes {
+                Some(n) => s.push_str(&format!("\nsaved to: {p} ({})", human_bytes(n))),
+                None => s.push_str(&format!("\nsaving to: {p} (download in progress)")),
+            }
+        }
         s.push_str(&format!("\nnext step: {}", self.next_step));
         s
     }
@@ -283,6 +302,21 @@ pub fn structured_result<T: Serialize>(text: String, value: &T) -> CallToolResul
 /// An error result: text only, `isError: true`.
 pub fn error_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text.into())])
+}
+
+/// `2200 bytes`, `1.5 MiB`: a size for the text summary.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if f < KIB {
+        format!("{n} bytes")
+    } else if f < KIB * KIB {
+        format!("{:.1} KiB, {n} bytes", f / KIB)
+    } else if f < KIB * KIB * KIB {
+        format!("{:.1} MiB, {n} bytes", f / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB, {n} bytes", f / (KIB * KIB * KIB))
+    }
 }
 
 pub fn human_duration(d: Duration) -> String {

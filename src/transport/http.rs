@@ -1,15 +1,537 @@
-//! Streamable HTTP transport (issue 3): not built yet.
+//! MCP over Streamable HTTP: `/mcp` (both protocol revisions on one endpoint)
+//! and `/healthz`, built as an `axum::Router` that tests bind to port 0.
+//!
+//! Our own guard runs before rmcp's service, in this order: Host allowlist,
+//! Origin allowlist (both 403, DNS-rebinding protection), caller bearer auth
+//! (401), body limit (413), drain and concurrency bound (503). Drain and the
+//! bound live here, not in tower layers, because a streamed (SSE) response
+//! outlives the handler future that tower sees (DESIGN.md §8).
 
-use std::sync::Arc;
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::StreamExt;
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    session::{local::LocalSessionManager, never::NeverSessionManager},
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{config::HttpSettings, tools::AppState};
+use crate::{
+    config::{HttpSettings, is_loopback_host},
+    tools::{AppState, VideoServer},
+};
 
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+/// How long a request waits for a free slot before it is refused with 503.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// The router plus the handle that drains it on shutdown.
+pub struct HttpApp {
+    pub router: Router,
+    pub drain: Drain,
+}
+
+/// Tracks in-flight MCP requests; on shutdown refuses new work and waits for
+/// the running calls before rmcp's cancellation token cuts the rest.
+#[derive(Clone)]
+pub struct Drain {
+    inner: Arc<DrainInner>,
+}
+
+struct DrainInner {
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+    /// Cancels rmcp's sessions and streams once draining is over.
+    service_ct: CancellationToken,
+}
+
+impl Drain {
+    fn new(service_ct: CancellationToken) -> Self {
+        Self {
+            inner: Arc::new(DrainInner {
+                draining: AtomicBool::new(false),
+                in_flight: AtomicUsize::new(0),
+                idle: Notify::new(),
+                service_ct,
+            }),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting new work, waits up to `timeout` for in-flight calls,
+    /// then cancels whatever is left. Returns the number of calls cut off.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.in_flight() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let left = self.in_flight();
+        self.inner.service_ct.cancel();
+        left
+    }
+
+    fn enter(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.inner.clone())
+    }
+}
+
+struct InFlight(Arc<DrainInner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct Guard {
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+    /// SHA-256 of each accepted caller token (compared in constant time).
+    token_hashes: Vec<[u8; 32]>,
+    max_body: usize,
+    slots: Arc<Semaphore>,
+    drain: Drain,
+    request_timeout: Duration,
+}
+
+/// Builds the router: `/mcp` behind the guard, `/healthz` outside it.
+pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
+    let service_ct = CancellationToken::new();
+    let drain = Drain::new(service_ct.clone());
+
+    let mut allowed_hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+    if !settings.addr.ip().is_unspecified() && !settings.addr.ip().is_loopback() {
+        allowed_hosts.push(settings.addr.ip().to_string());
+    }
+    allowed_hosts.extend(
+        settings
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase()),
+    );
+
+    let guard = Arc::new(Guard {
+        allowed_hosts,
+        allowed_origins: settings
+            .allowed_origins
+            .iter()
+            .map(|o| o.to_ascii_lowercase())
+            .collect(),
+        token_hashes: settings
+            .auth_tokens
+            .iter()
+            .map(|t| sha(t.as_bytes()))
+            .collect(),
+        max_body: settings.max_body_bytes,
+        slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+        drain: drain.clone(),
+        request_timeout: settings.request_timeout,
+    });
+
+    // Our guard already checked Host and Origin before authentication; rmcp's
+    // own checks (which run after any outer layer) are turned off so there is
+    // one source of truth.
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(settings.legacy_sessions)
+        .with_json_response(true)
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_max_request_body_bytes(settings.max_body_bytes)
+        .with_cancellation_token(service_ct.child_token());
+    let factory_state = state.clone();
+    let factory = move || Ok(VideoServer::new(factory_state.clone()));
+    let mcp = if settings.legacy_sessions {
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config),
+        )
+    } else {
+        Router::new().nest_service(
+            "/mcp",
+            StreamableHttpService::new(factory, Arc::new(NeverSessionManager::default()), config),
+        )
+    };
+    let mcp = mcp.layer(middleware::from_fn_with_state(guard, guard_layer));
+
+    let health_drain = drain.clone();
+    let router = Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let d = health_drain.clone();
+                async move { health(&d) }
+            }),
+        )
+        .merge(mcp)
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
+    HttpApp { router, drain }
+}
+
+fn health(drain: &Drain) -> Response {
+    if drain.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"draining"}"#,
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(
+                r#"{{"status":"ok","name":"heygen-video-mcp","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            ),
+        )
+            .into_response()
+    }
+}
+
+fn sha(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn plain(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg.to_string(),
+    )
+        .into_response()
+}
+
+/// The host part of a Host header value, lowercased, without port or brackets.
+fn host_only(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = a.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default().to_string();
+    }
+    match a.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) && !h.contains(':') => {
+            h.to_string()
+        }
+        _ => a,
+    }
+}
+
+impl Guard {
+    fn host_allowed(&self, host_header: &str) -> bool {
+        let full = host_header.trim().to_ascii_lowercase();
+        let host = host_only(&full);
+        self.allowed_hosts.iter().any(|allowed| {
+            // An entry with a port must match exactly; a bare entry matches any port.
+            if allowed.contains(':') && !allowed.contains("::") && allowed != "::1" {
+                *allowed == full
+            } else {
+                host_only(allowed) == host
+            }
+        })
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        if self.allowed_origins.contains(&origin) {
+            return true;
+        }
+        let Ok(url) = url::Url::parse(&origin) else {
+            return false;
+        };
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        if matches!(url.scheme(), "http" | "https") && is_loopback_host(host) {
+            return true;
+        }
+        // Compare with default ports made explicit ("https://a.example" == "https://a.example:443").
+        let normalized = format!(
+            "{}://{}:{}",
+            url.scheme(),
+            host,
+            url.port_or_known_default().unwrap_or(0)
+        );
+        self.allowed_origins.iter().any(|o| {
+            url::Url::parse(o).ok().is_some_and(|a| {
+                format!(
+                    "{}://{}:{}",
+                    a.scheme(),
+                    a.host_str().unwrap_or_default(),
+                    a.port_or_known_default().unwrap_or(0)
+                ) == normalized
+            })
+        })
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        if self.token_hashes.is_empty() {
+            return true;
+        }
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .unwrap_or_default();
+        let presented = sha(presented.as_bytes());
+        // Compare against every token without short-circuiting.
+        let mut ok = 0u8;
+        for expected in &self.token_hashes {
+            let diff = expected
+                .iter()
+                .zip(presented.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            ok |= u8::from(diff == 0);
+        }
+        ok == 1
+    }
+}
+
+async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    // 1. Host (DNS rebinding). HTTP/2 carries it in the URI authority.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    match host {
+        Some(h) if guard.host_allowed(&h) => {}
+        _ => {
+            tracing::warn!("refused a request with a Host header that is not allowed");
+            return plain(
+                StatusCode::FORBIDDEN,
+                "Forbidden: Host header is not allowed (add it with --allowed-host)",
+            );
+        }
+    }
+    // 2. Origin (browsers): present and not allowed → 403.
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .map(|o| guard.origin_allowed(o))
+            .unwrap_or(false);
+        if !ok {
+            tracing::warn!("refused a request with an Origin that is not allowed");
+            return plain(
+                StatusCode::FORBIDDEN,
+                "Forbidden: Origin is not allowed (add it with --allowed-origin)",
+            );
+        }
+    }
+    // 3. Caller authentication.
+    if !guard.authorized(&req) {
+        let mut r = plain(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized: send 'Authorization: Bearer <token>' with a token from HEYGEN_MCP_AUTH_TOKEN",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="heygen-video-mcp""#),
+        );
+        return r;
+    }
+    // 4. Body limit, early when the size is declared (rmcp also enforces it while reading).
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > guard.max_body
+    {
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("Payload too large: the limit is {} bytes", guard.max_body),
+        );
+    }
+    // Only POSTs carry work; GET (a legacy session's notification stream) and
+    // DELETE (session end) pass without a slot.
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    // 5. Drain and concurrency bound.
+    if guard.drain.is_draining() {
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down; retry on another replica.",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let in_flight = guard.drain.enter();
+    let permit = match tokio::time::timeout(QUEUE_WAIT, guard.slots.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy; retry shortly.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            return r;
+        }
+    };
+    let response = next.run(req).await;
+    // Hold the slot and the in-flight mark until the (possibly streamed) body
+    // is finished, and cut a response that outlives the request timeout.
+    let (parts, body) = response.into_parts();
+    let deadline = tokio::time::sleep(guard.request_timeout);
+    let stream = body
+        .into_data_stream()
+        .take_until(deadline)
+        .map(move |chunk| {
+            let _held = (&permit, &in_flight);
+            chunk
+        });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// Binds `settings.addr` and serves until `stop` fires, then drains.
 pub async fn serve(
-    _state: Arc<AppState>,
-    _settings: HttpSettings,
-    _stop: CancellationToken,
+    state: Arc<AppState>,
+    settings: HttpSettings,
+    stop: CancellationToken,
 ) -> Result<(), String> {
-    Err("--http is not available yet".into())
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("could not listen on {}: {e}", settings.addr))?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| format!("could not read the bound address: {e}"))?;
+    let app = build(state, &settings);
+    eprintln!("listening on http://{addr}/mcp");
+    if settings.auth_tokens.is_empty() {
+        tracing::info!("caller authentication is off (loopback only)");
+    }
+    let drain = app.drain.clone();
+    let drain_timeout = settings.drain_timeout;
+    let shutdown = async move {
+        stop.cancelled().await;
+        tracing::info!(
+            in_flight = drain.in_flight(),
+            "draining: refusing new calls, letting running calls finish"
+        );
+        let cut = drain.drain(drain_timeout).await;
+        if cut > 0 {
+            tracing::warn!(cut, "drain timeout: cancelling the calls still running");
+        }
+    };
+    axum::serve(listener, app.router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("the HTTP server failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(hosts: &[&str], origins: &[&str], tokens: &[&str]) -> Guard {
+        Guard {
+            allowed_hosts: LOOPBACK_HOSTS
+                .iter()
+                .chain(hosts.iter())
+                .map(|s| s.to_string())
+                .collect(),
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            token_hashes: tokens.iter().map(|t| sha(t.as_bytes())).collect(),
+            max_body: 1024,
+            slots: Arc::new(Semaphore::new(1)),
+            drain: Drain::new(CancellationToken::new()),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let g = guard(&["mcp.example.com", "other.example:8443"], &[], &[]);
+        for ok in [
+            "localhost",
+            "localhost:8000",
+            "127.0.0.1:1",
+            "[::1]:8000",
+            "MCP.example.com",
+            "mcp.example.com:443",
+            "other.example:8443",
+        ] {
+            assert!(g.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8000",
+            "other.example:9999",
+            "127.0.0.2",
+            "",
+        ] {
+            assert!(!g.host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let g = guard(&[], &["https://app.example.com"], &[]);
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1:6274",
+            "https://app.example.com",
+            "https://app.example.com:443",
+        ] {
+            assert!(g.origin_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "null",
+            "https://app.example.com:8443",
+            "http://app.example.com",
+            "file://",
+        ] {
+            assert!(!g.origin_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_only_strips_ports_and_brackets() {
+        assert_eq!(host_only("Example.COM:80"), "example.com");
+        assert_eq!(host_only("[::1]:8000"), "::1");
+        assert_eq!(host_only("::1"), "::1");
+    }
 }

@@ -1,0 +1,1061 @@
+//! `download_video` and `--auto-download`: save a completed task's MP4 into the
+//! download folder before its link expires (DESIGN.md §8 "Downloads").
+//!
+//! Only the task's own result URL is fetched (the task is looked up first; no
+//! caller-supplied URL is ever fetched, and the API key is never sent to it).
+//! The body streams into a temporary file in the same folder, is checked on
+//! disk (size > 0, equal to Content-Length when given, under the size cap) and
+//! is then renamed into place atomically, never over an existing file unless
+//! the caller asked for it (otherwise `name (2).mp4`, `name (3).mp4`, …). A
+//! link answering 403/404/410 triggers one fresh status lookup for a new URL.
+//! A download that outlives the call's deadline continues in the background.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use rmcp::{
+    handler::server::{tool::schema_for_output, wrapper::Parameters},
+    model::CallToolResult,
+    service::{RequestContext, RoleServer},
+    tool, tool_router,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::{
+    io::AsyncWriteExt,
+    sync::{Semaphore, watch},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    AppState, VideoServer,
+    view::{VideoStatus, VideoTask, error_result, human_bytes, structured_result},
+};
+use crate::gateway::{ApiKey, Operation};
+
+/// Temporary files are named `.heygen-…​.part`; leftovers older than this are removed.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 3600);
+const TEMP_PREFIX: &str = ".heygen-";
+const TEMP_SUFFIX: &str = ".part";
+/// Longest stem of a saved file's name, in characters.
+const MAX_STEM_CHARS: usize = 180;
+/// A stalled transfer (no bytes for this long) is given up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transfers at once per process (a hosted server must not be flooded).
+const MAX_PARALLEL_DOWNLOADS: usize = 4;
+
+/// Arguments of `download_video`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadVideoParams {
+    /// The task_id of a completed video (from create_video).
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub task_id: String,
+    /// Optional file name, e.g. "product-demo.mp4": a plain name without folders;
+    /// ".mp4" is added when missing. Default: "<task_id>.mp4".
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 200))]
+    pub file_name: Option<String>,
+    /// Replace an existing file of the same name (default false: the video is
+    /// saved under a free name such as "name (2).mp4" instead).
+    #[serde(default)]
+    pub overwrite: Option<bool>,
+}
+
+/// Where one download stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    Running,
+    Saved { path: PathBuf, size: u64 },
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    /// Where the file will be (a taken name at the end moves it to `name (n)`).
+    target: PathBuf,
+    state: watch::Receiver<JobState>,
+}
+
+impl Job {
+    fn current(&self) -> JobState {
+        self.state.borrow().clone()
+    }
+}
+
+/// Process-wide download bookkeeping: running and finished downloads (so a
+/// repeated call or a status check reports them instead of downloading twice),
+/// the tasks auto-download already handled, the folders already cleaned, and
+/// the HTTP client for result links (built on first use).
+#[derive(Clone, Default)]
+pub struct Downloads {
+    inner: Arc<DownloadsInner>,
+}
+
+struct DownloadsInner {
+    /// (task id, requested path) → the latest download of it.
+    jobs: Mutex<HashMap<(String, PathBuf), Job>>,
+    auto_started: Mutex<HashSet<String>>,
+    cleaned: Mutex<HashSet<PathBuf>>,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    /// Transfers running at once; more wait their turn (in the background).
+    slots: Arc<Semaphore>,
+}
+
+impl Default for DownloadsInner {
+    fn default() -> Self {
+        Self {
+            jobs: Mutex::default(),
+            auto_started: Mutex::default(),
+            cleaned: Mutex::default(),
+            client: OnceLock::new(),
+            slots: Arc::new(Semaphore::new(MAX_PARALLEL_DOWNLOADS)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Downloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let jobs = self.inner.jobs.lock().map(|j| j.len()).unwrap_or(0);
+        f.debug_struct("Downloads").field("jobs", &jobs).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Downloads {
+    fn job(&self, task_id: &str, requested: &Path) -> Option<Job> {
+        lock(&self.inner.jobs)
+            .get(&(task_id.to_string(), requested.to_path_buf()))
+            .cloned()
+    }
+
+    /// True the first time it is called for a task (auto-download runs once per
+    /// task per process).
+    fn first_auto(&self, task_id: &str) -> bool {
+        lock(&self.inner.auto_started).insert(task_id.to_string())
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        self.inner
+            .client
+            .get_or_init(|| {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(STALL_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::limited(5))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| format!("the HTTP client for downloads could not be built: {e}"))
+    }
+
+    /// Creates the folder, removes stale temporary files once per folder, and
+    /// returns its absolute path.
+    async fn prepare_dir(&self, dir: &Path) -> Result<PathBuf, String> {
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            format!(
+                "the download folder {} could not be created ({e}); check HEYGEN_DOWNLOAD_DIR",
+                dir.display()
+            )
+        })?;
+        let abs = tokio::fs::canonicalize(dir).await.map_err(|e| {
+            format!(
+                "the download folder {} is not usable ({e}); check HEYGEN_DOWNLOAD_DIR",
+                dir.display()
+            )
+        })?;
+        let first = lock(&self.inner.cleaned).insert(abs.clone());
+        if first {
+            clean_stale_temps(&abs, STALE_TEMP_AGE).await;
+        }
+        Ok(abs)
+    }
+
+    /// Starts a download in the background, or returns the one already running
+    /// (or finished) for the same task and requested path when `reuse` allows.
+    fn start(&self, spec: JobSpec, reuse: bool) -> Job {
+        let key = (spec.task_id.clone(), spec.requested.clone());
+        let (tx, rx) = watch::channel(JobState::Running);
+        let job = Job {
+            target: spec.target.clone(),
+            state: rx,
+        };
+        {
+            let mut jobs = lock(&self.inner.jobs);
+            if reuse
+                && let Some(existing) = jobs.get(&key)
+                && reusable(&existing.current())
+            {
+                return existing.clone();
+            }
+            jobs.insert(key, job.clone());
+        }
+        let ct = spec.ct.clone();
+        let slots = self.inner.slots.clone();
+        tokio::spawn(async move {
+            let task_id = spec.task_id.clone();
+            let result = tokio::select! {
+                _ = ct.cancelled() => Err("the download was cancelled by the client".to_string()),
+                r = async {
+                    let _slot = slots.acquire_owned().await.map_err(|e| e.to_string())?;
+                    fetch(&spec).await
+                } => r,
+            };
+            let state = match result {
+                Ok((path, size)) => {
+                    tracing::info!(%task_id, size, "video saved");
+                    JobState::Saved { path, size }
+                }
+                Err(msg) => {
+                    tracing::warn!(%task_id, "download failed: {msg}");
+                    JobState::Failed(msg)
+                }
+            };
+            let _ = tx.send(state);
+        });
+        job
+    }
+
+    /// Records a file that already exists (saved by an earlier run).
+    fn record_existing(&self, task_id: &str, path: &Path, size: u64) -> Job {
+        let (_tx, rx) = watch::channel(JobState::Saved {
+            path: path.to_path_buf(),
+            size,
+        });
+        let job = Job {
+            target: path.to_path_buf(),
+            state: rx,
+        };
+        lock(&self.inner.jobs).insert((task_id.to_string(), path.to_path_buf()), job.clone());
+        job
+    }
+}
+
+/// A running download can be joined; a saved one reused while its file is intact.
+fn reusable(state: &JobState) -> bool {
+    match state {
+        JobState::Running => true,
+        JobState::Saved { path, size } => std::fs::metadata(path)
+            .map(|m| m.is_file() && m.len() == *size)
+            .unwrap_or(false),
+        JobState::Failed(_) => false,
+    }
+}
+
+/// Everything one background download needs.
+struct JobSpec {
+    state: Arc<AppState>,
+    key: ApiKey,
+    task_id: String,
+    url: String,
+    created_at: Option<String>,
+    dir: PathBuf,
+    requested: PathBuf,
+    target: PathBuf,
+    overwrite: bool,
+    ct: CancellationToken,
+}
+
+/// Why one attempt to fetch a link failed.
+enum Fail {
+    /// 403/404/410: the link is stale; a fresh lookup may give a new one.
+    Link(u16),
+    Other(String),
+}
+
+/// Downloads with one link refresh; returns the final path and verified size.
+async fn fetch(spec: &JobSpec) -> Result<(PathBuf, u64), String> {
+    let client = spec.state.options.downloads.client()?;
+    let mut url = spec.url.clone();
+    let mut refreshed = false;
+    loop {
+        match attempt(client, spec, &url).await {
+            Ok(done) => return Ok(done),
+            Err(Fail::Other(msg)) => return Err(format!("Downloading the video failed: {msg}")),
+            Err(Fail::Link(status)) if !refreshed => {
+                refreshed = true;
+                tracing::info!(task_id = %spec.task_id, status, "stale link; looking the task up again");
+                let task = spec
+                    .state
+                    .gateway
+                    .get_task(&spec.key, &spec.task_id, spec.state.options.sync_upstream)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "The video link answered HTTP {status}, and looking the task up again \
+                             for a fresh link failed: {}",
+                            e.user_message(Operation::GetTask)
+                        )
+                    })?;
+                let view = VideoTask::from_upstream(&task, &spec.task_id, SystemTime::now());
+                match view.video_urls.first() {
+                    Some(u) => url = u.clone(),
+                    None => {
+                        return Err(format!(
+                            "The video link answered HTTP {status}, and a fresh status lookup \
+                             gave no new link (status {}). {}",
+                            view.status.as_str(),
+                            expired_advice(spec.created_at.as_deref())
+                        ));
+                    }
+                }
+            }
+            Err(Fail::Link(status)) => {
+                return Err(format!(
+                    "Downloading the video failed: its link answered HTTP {status} even after a \
+                     fresh status lookup. {}",
+                    expired_advice(spec.created_at.as_deref())
+                ));
+            }
+        }
+    }
+}
+
+fn expired_advice(created_at: Option<&str>) -> String {
+    let created = created_at
+        .map(|c| format!("; this one was created at {c}"))
+        .unwrap_or_default();
+    format!(
+        "The link has most likely expired (result links live 24 h after the task was \
+         created{created}), so this video can no longer be downloaded. If the user still wants \
+         it, it has to be made again with create_video, which spends credits."
+    )
+}
+
+/// Deletes a temporary file when dropped, unless disarmed.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// One GET of a result link into a temporary file, verified, then renamed.
+async fn attempt(
+    client: &reqwest::Client,
+    spec: &JobSpec,
+    url: &str,
+) -> Result<(PathBuf, u64), Fail> {
+    let parsed = url::Url::parse(url)
+        .map_err(|_| Fail::Other("the task's video URL is not a valid URL".into()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(Fail::Other(format!(
+            "the task's video URL has the scheme {:?}; only http(s) links are downloaded",
+            parsed.scheme()
+        )));
+    }
+    let cap = spec.state.options.max_download_bytes;
+    let mut resp = client
+        .get(parsed)
+        .header(reqwest::header::ACCEPT, "video/mp4, */*")
+        .send()
+        .await
+        .map_err(|e| {
+            Fail::Other(format!(
+                "the video link could not be fetched ({}); nothing was saved. Try again in a minute",
+                cause(&e)
+            ))
+        })?;
+    let status = resp.status().as_u16();
+    if matches!(status, 403 | 404 | 410) {
+        return Err(Fail::Link(status));
+    }
+    if !resp.status().is_success() {
+        return Err(Fail::Other(format!(
+            "the video link answered HTTP {status}; try again in a few minutes"
+        )));
+    }
+    let is_page = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("text/html"));
+    if is_page {
+        return Err(Fail::Other(
+            "the video link answered with a web page instead of the video".into(),
+        ));
+    }
+    let expected = resp.content_length();
+    if let Some(len) = expected
+        && len > cap
+    {
+        return Err(Fail::Other(too_large(len, cap)));
+    }
+
+    let temp_path = spec.dir.join(format!(
+        "{TEMP_PREFIX}{}-{:016x}{TEMP_SUFFIX}",
+        file_stem_for_temp(&spec.task_id),
+        rand::random::<u64>()
+    ));
+    let io_fail = |what: &str, e: std::io::Error| {
+        Fail::Other(format!(
+            "{what} in the download folder {} failed ({e})",
+            spec.dir.display()
+        ))
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp_path)
+        .await
+        .map_err(|e| io_fail("creating a temporary file", e))?;
+    let mut temp = TempFile {
+        path: temp_path.clone(),
+        armed: true,
+    };
+    let mut written: u64 = 0;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                let of = expected.map(|e| format!(" of {e}")).unwrap_or_default();
+                return Err(Fail::Other(format!(
+                    "the transfer broke off after {written}{of} bytes ({}); nothing was saved. \
+                     Try again",
+                    cause(&e)
+                )));
+            }
+        };
+        written += chunk.len() as u64;
+        if written > cap {
+            return Err(Fail::Other(too_large(written, cap)));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| io_fail("writing the video", e))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| io_fail("writing the video", e))?;
+    file.sync_all()
+        .await
+        .map_err(|e| io_fail("writing the video", e))?;
+    drop(file);
+
+    // Verify what is on disk, not what we think we wrote.
+    let on_disk = tokio::fs::metadata(&temp_path)
+        .await
+        .map_err(|e| io_fail("checking the saved file", e))?
+        .len();
+    if on_disk == 0 {
+        return Err(Fail::Other(
+            "the video link answered with an empty file; nothing was saved".into(),
+        ));
+    }
+    if on_disk != written {
+        return Err(Fail::Other(format!(
+            "the saved file has {on_disk} bytes but {written} were received; nothing was saved"
+        )));
+    }
+    if let Some(len) = expected
+        && len != on_disk
+    {
+        return Err(Fail::Other(format!(
+            "the transfer ended after {on_disk} of {len} bytes; nothing was saved. Try again"
+        )));
+    }
+    let final_path = place(&temp_path, &spec.target, spec.overwrite)
+        .await
+        .map_err(|e| io_fail("moving the finished file into place", e))?;
+    temp.armed = false;
+    let size = tokio::fs::metadata(&final_path)
+        .await
+        .map_err(|e| io_fail("checking the saved file", e))?
+        .len();
+    if size != on_disk {
+        return Err(Fail::Other(format!(
+            "the saved file {} has {size} bytes instead of {on_disk}",
+            final_path.display()
+        )));
+    }
+    Ok((final_path, size))
+}
+
+fn too_large(bytes: u64, cap: u64) -> String {
+    format!(
+        "the video is larger than this server's limit of {} ({} or more); nothing was saved. \
+         Give the user the URL instead, or raise HEYGEN_MAX_DOWNLOAD_BYTES",
+        human_bytes(cap),
+        human_bytes(bytes)
+    )
+}
+
+fn cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    let mut msg = e.to_string();
+    while let Some(next) = source.source() {
+        source = next;
+        msg = next.to_string();
+    }
+    if e.is_timeout() {
+        return "no data arrived for too long".into();
+    }
+    // The root cause, which never contains the URL.
+    msg
+}
+
+/// Moves the verified temporary file to `target` (or, without `overwrite`, to
+/// the first free `name (n).mp4`) and returns where it landed.
+async fn place(temp: &Path, target: &Path, overwrite: bool) -> std::io::Result<PathBuf> {
+    if overwrite {
+        tokio::fs::rename(temp, target).await?;
+        return Ok(target.to_path_buf());
+    }
+    for n in 1..=1000u32 {
+        let candidate = numbered(target, n);
+        // A hard link never replaces an existing file: an atomic "create if absent".
+        match tokio::fs::hard_link(temp, &candidate).await {
+            Ok(()) => {
+                let _ = tokio::fs::remove_file(temp).await;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                // No hard links on this file system: check, then rename.
+                if tokio::fs::symlink_metadata(&candidate).await.is_ok() {
+                    continue;
+                }
+                tokio::fs::rename(temp, &candidate).await?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        ErrorKind::AlreadyExists,
+        "too many files with this name",
+    ))
+}
+
+/// `name.mp4` for n = 1, `name (n).mp4` after that.
+fn numbered(target: &Path, n: u32) -> PathBuf {
+    if n <= 1 {
+        return target.to_path_buf();
+    }
+    let name = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".mp4").unwrap_or(&name);
+    target.with_file_name(format!("{stem} ({n}).mp4"))
+}
+
+/// The first path among `name.mp4`, `name (2).mp4`, … that does not exist yet.
+async fn free_path(target: &Path) -> PathBuf {
+    for n in 1..=1000u32 {
+        let candidate = numbered(target, n);
+        if tokio::fs::symlink_metadata(&candidate).await.is_err() {
+            return candidate;
+        }
+    }
+    target.to_path_buf()
+}
+
+async fn clean_stale_temps(dir: &Path, age: Duration) {
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return;
+    };
+    let now = SystemTime::now();
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let Ok(meta) = entry.metadata().await else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|d| d >= age);
+        if meta.is_file() && old {
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => tracing::info!("removed a stale temporary download: {name}"),
+                Err(e) => tracing::debug!("could not remove {name}: {e}"),
+            }
+        }
+    }
+}
+
+/// Checks a caller's file name and turns it into a safe `*.mp4` name: no
+/// folders, no traversal, no hidden or empty names; characters that common
+/// file systems refuse become `_`.
+pub fn sanitize_file_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err("file_name is empty; omit it to use <task_id>.mp4".into());
+    }
+    if name.contains('/') || name.contains('\\') {
+        return Err(format!(
+            "file_name {:?} contains a folder separator ('/' or '\\'); pass a plain file name \
+             such as \"my-video.mp4\" (files are always saved in the download folder)",
+            shorten(name)
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(format!(
+            "file_name {:?} starts with '.' (hidden files and '..' are not allowed); pass a plain \
+             file name such as \"my-video.mp4\"",
+            shorten(name)
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("file_name contains control characters".into());
+    }
+    let cleaned: String = name
+        .chars()
+        .map(|c| match c {
+            '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
+            c => c,
+        })
+        .collect();
+    let cleaned = cleaned.trim_end_matches(['.', ' ']);
+    let stem = if cleaned.to_ascii_lowercase().ends_with(".mp4") {
+        &cleaned[..cleaned.len() - 4]
+    } else {
+        cleaned
+    };
+    let stem: String = stem
+        .trim_end_matches(['.', ' '])
+        .chars()
+        .take(MAX_STEM_CHARS)
+        .collect();
+    let stem = stem.trim_end_matches(['.', ' ']);
+    if stem.is_empty() {
+        return Err(format!(
+            "file_name {:?} has no name before .mp4",
+            shorten(name)
+        ));
+    }
+    // Device names Windows reserves, whatever the extension.
+    let base = stem
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let reserved = matches!(base.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((base.starts_with("COM") || base.starts_with("LPT"))
+            && base.len() == 4
+            && base.ends_with(|c: char| c.is_ascii_digit()));
+    let stem = if reserved {
+        format!("_{stem}")
+    } else {
+        stem.to_string()
+    };
+    Ok(format!("{stem}.mp4"))
+}
+
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(80).collect();
+    if s.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
+
+/// `<task_id>.mp4`, made safe for every file system (`:` → `_`).
+pub fn default_file_name(task_id: &str) -> String {
+    let s: String = task_id
+        .chars()
+        .map(|c| if c == ':' { '_' } else { c })
+        .collect();
+    let s = s.trim_start_matches('.');
+    sanitize_file_name(if s.is_empty() { "video" } else { s })
+        .unwrap_or_else(|_| "video.mp4".to_string())
+}
+
+fn file_stem_for_temp(task_id: &str) -> String {
+    task_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(64)
+        .collect()
+}
+
+fn refusal(http_mode: bool) -> String {
+    if http_mode {
+        "download_video is turned off on this server: it is a remote (HTTP) server, so the file \
+         would be saved on the server's disk, and its operator has not configured a download \
+         folder (HEYGEN_DOWNLOAD_DIR / --download-dir). Give the user the video URL from \
+         get_video_status instead; it stays valid until 24 h after the video was created."
+            .into()
+    } else {
+        "No download folder is available: set HEYGEN_DOWNLOAD_DIR (or --download-dir) to an \
+         absolute folder path in this server's configuration and restart the client. Meanwhile \
+         give the user the video URL from get_video_status."
+            .into()
+    }
+}
+
+/// Puts a download's state into a view: path, size and the next step.
+fn annotate(view: &mut VideoTask, job: &Job, retry_tool: &str) {
+    match job.current() {
+        JobState::Running => {
+            view.saved_path = Some(job.target.display().to_string());
+            view.size_bytes = None;
+            let expiry = view
+                .links_expire_at
+                .as_deref()
+                .map(|t| format!(" (the link stays valid until {t})"))
+                .unwrap_or_default();
+            view.next_step = format!(
+                "The video is being saved in the background to {}{expiry}. Call {retry_tool} for \
+                 task_id {} again in about a minute to confirm it is saved (it will not download \
+                 twice); meanwhile you can give the user the URL.",
+                job.target.display(),
+                view.task_id
+            );
+        }
+        JobState::Saved { path, size } => {
+            view.saved_path = Some(path.display().to_string());
+            view.size_bytes = Some(size);
+            view.next_step = format!(
+                "The video is saved at {} ({}, verified on disk): tell the user where to find it.",
+                path.display(),
+                human_bytes(size)
+            );
+        }
+        JobState::Failed(msg) => {
+            view.saved_path = None;
+            view.size_bytes = None;
+            view.next_step = format!(
+                "Saving the video automatically failed ({msg}). Call download_video for task_id \
+                 {} to try again, or give the user the URL before the link expires.",
+                view.task_id
+            );
+        }
+    }
+}
+
+impl VideoServer {
+    /// `--auto-download`: the first time a status check sees a task completed,
+    /// start saving it in the background; report where it is (or will be).
+    pub(crate) async fn auto_save(&self, key: &ApiKey, view: &mut VideoTask) {
+        let options = &self.state.options;
+        if !options.auto_download || view.status != VideoStatus::Completed {
+            return;
+        }
+        let Some(dir) = options.download_dir.clone() else {
+            return;
+        };
+        let Some(url) = view.video_urls.first().cloned() else {
+            return;
+        };
+        let downloads = &options.downloads;
+        let dir = match downloads.prepare_dir(&dir).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("auto-download: {e}");
+                return;
+            }
+        };
+        let requested = dir.join(default_file_name(&view.task_id));
+        if let Some(job) = downloads.job(&view.task_id, &requested) {
+            annotate(view, &job, "get_video_status");
+            return;
+        }
+        if !downloads.first_auto(&view.task_id) {
+            return;
+        }
+        // Saved by an earlier run under the same name: report it, do not fetch again.
+        if let Ok(meta) = tokio::fs::metadata(&requested).await
+            && meta.is_file()
+            && meta.len() > 0
+        {
+            let job = downloads.record_existing(&view.task_id, &requested, meta.len());
+            annotate(view, &job, "get_video_status");
+            return;
+        }
+        let target = free_path(&requested).await;
+        let job = downloads.start(
+            JobSpec {
+                state: self.state.clone(),
+                key: key.clone(),
+                task_id: view.task_id.clone(),
+                url,
+                created_at: view.created_at.clone(),
+                dir,
+                requested,
+                target,
+                overwrite: false,
+                ct: CancellationToken::new(),
+            },
+            true,
+        );
+        tracing::info!(task_id = %view.task_id, "auto-download started");
+        annotate(view, &job, "get_video_status");
+    }
+}
+
+#[tool_router(router = download_router, vis = "pub(crate)")]
+impl VideoServer {
+    /// Save a completed video's MP4 file into the server's download folder
+    /// (HEYGEN_DOWNLOAD_DIR; on a local stdio server by default
+    /// ~/Downloads/heygen-videos) and report its absolute path and size, checked on
+    /// disk. Use it as soon as get_video_status says completed: the links expire 24 h
+    /// after creation. Only the task's own video is downloaded. The name is
+    /// "<task_id>.mp4" unless file_name is given; an existing file is never replaced
+    /// unless overwrite is true (otherwise "name (2).mp4" is used). A long download
+    /// continues in the background and the answer says where the file will be; call
+    /// again to confirm. On a remote (HTTP) server the file lands on the server's
+    /// disk, and the tool is off unless the operator configured a folder. Free (no
+    /// credits).
+    #[tool(
+        output_schema = schema_for_output::<VideoTask>(),
+        annotations(
+            title = "Save a HeyGen video as an MP4 file",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    pub async fn download_video(
+        &self,
+        Parameters(params): Parameters<DownloadVideoParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let options = &self.state.options;
+        let Some(dir) = options.download_dir.clone() else {
+            return Err(error_result(refusal(options.http_mode)));
+        };
+        let name = match params.file_name.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => Some(
+                sanitize_file_name(n)
+                    .map_err(|e| error_result(format!("Invalid arguments: {e}.")))?,
+            ),
+            _ => None,
+        };
+        let overwrite = params.overwrite.unwrap_or(false);
+        let (key, task_id) = self.key_and_id(&ctx, &params.task_id)?;
+        let mut view = self.lookup_with_key(&key, &task_id).await?;
+        match view.status {
+            VideoStatus::Completed if !view.video_urls.is_empty() => {}
+            VideoStatus::Completed => {
+                return Err(error_result(format!(
+                    "The task reports completed but has no video URL yet: call get_video_status \
+                     for task_id {task_id} in about 30 s, then download_video again."
+                )));
+            }
+            VideoStatus::Failed | VideoStatus::Cancelled => {
+                return Err(error_result(format!(
+                    "There is no video to save: the task {}. {}",
+                    if view.status == VideoStatus::Failed {
+                        "failed"
+                    } else {
+                        "was cancelled"
+                    },
+                    view.next_step
+                )));
+            }
+            _ => {
+                return Err(error_result(format!(
+                    "The video is not ready yet (status {}, {}%): wait for it with \
+                     get_video_status (task_id {task_id}, wait_seconds up to 45), then call \
+                     download_video again. Do not call create_video again.",
+                    view.status.as_str(),
+                    view.progress
+                )));
+            }
+        }
+        let downloads = &options.downloads;
+        let dir = downloads
+            .prepare_dir(&dir)
+            .await
+            .map_err(|e| error_result(format!("Saving the video failed: {e}.")))?;
+        let file_name = name.unwrap_or_else(|| default_file_name(&task_id));
+        let requested = dir.join(&file_name);
+        // Defence in depth: the name is one plain component inside the folder.
+        if requested.parent() != Some(dir.as_path()) {
+            return Err(error_result(
+                "Invalid arguments: file_name must be a plain name.",
+            ));
+        }
+        let target = if overwrite {
+            requested.clone()
+        } else {
+            free_path(&requested).await
+        };
+        let call_ct = CancellationToken::new();
+        let job = downloads.start(
+            JobSpec {
+                state: self.state.clone(),
+                key,
+                task_id: task_id.clone(),
+                url: view.video_urls.first().cloned().unwrap_or_default(),
+                created_at: view.created_at.clone(),
+                dir,
+                requested: requested.clone(),
+                target,
+                overwrite,
+                ct: call_ct.clone(),
+            },
+            !overwrite,
+        );
+
+        let mut rx = job.state.clone();
+        let finished = tokio::select! {
+            biased;
+            _ = ctx.ct.cancelled() => {
+                // Stop a download this call started; one started earlier keeps going.
+                call_ct.cancel();
+                return Err(error_result(
+                    "The download was cancelled by the client; no file was saved by this call.",
+                ));
+            }
+            r = tokio::time::timeout(
+                options.download_deadline,
+                rx.wait_for(|s| *s != JobState::Running),
+            ) => r.is_ok(),
+        };
+        let state = job.current();
+        let headline = match (&state, finished) {
+            (JobState::Failed(msg), _) => return Err(error_result(msg.clone())),
+            (JobState::Saved { path, size }, _) => {
+                if requested.exists() && *path != requested && !overwrite {
+                    format!(
+                        "Saved the video to {} ({}); a file named {} already existed, so it was \
+                         kept and the video got a new name.",
+                        path.display(),
+                        human_bytes(*size),
+                        file_name
+                    )
+                } else {
+                    format!(
+                        "Saved the video to {} ({}).",
+                        path.display(),
+                        human_bytes(*size)
+                    )
+                }
+            }
+            (JobState::Running, _) => format!(
+                "The download is taking longer than {} s and continues in the background; the \
+                 file will be at {}.",
+                options.download_deadline.as_secs_f64().round(),
+                job.target.display()
+            ),
+        };
+        annotate(&mut view, &job, "download_video");
+        Ok(structured_result(view.summary(&headline), &view))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_sanitised() {
+        let ok =
+            |raw: &str, want: &str| assert_eq!(sanitize_file_name(raw).unwrap(), want, "{raw}");
+        ok("demo", "demo.mp4");
+        ok("demo.mp4", "demo.mp4");
+        ok("Demo.MP4", "Demo.mp4");
+        ok("  my video  ", "my video.mp4");
+        ok("clip.mov", "clip.mov.mp4");
+        ok("a:b?c*.mp4", "a_b_c_.mp4");
+        ok("name.", "name.mp4");
+        ok("CON", "_CON.mp4");
+        ok("com1.mp4", "_com1.mp4");
+        ok("a..b", "a..b.mp4");
+        ok("日本語", "日本語.mp4");
+        assert_eq!(
+            sanitize_file_name(&"x".repeat(500))
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_STEM_CHARS + 4
+        );
+        for bad in [
+            "",
+            "   ",
+            "../etc/passwd",
+            "..",
+            ".",
+            "a/b.mp4",
+            "a\\b.mp4",
+            "/abs.mp4",
+            ".hidden.mp4",
+            ".mp4",
+            "...",
+            "a\u{0}b",
+            "line\nbreak",
+        ] {
+            assert!(sanitize_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn default_names_come_from_the_task_id() {
+        assert_eq!(
+            default_file_name("task-unified-1-abc"),
+            "task-unified-1-abc.mp4"
+        );
+        assert_eq!(default_file_name("a:b"), "a_b.mp4");
+        assert_eq!(default_file_name(".x"), "x.mp4");
+        assert_eq!(default_file_name("..."), "video.mp4");
+    }
+
+    #[test]
+    fn numbered_names() {
+        let t = Path::new("/d/clip.mp4");
+        assert_eq!(numbered(t, 1), PathBuf::from("/d/clip.mp4"));
+        assert_eq!(numbered(t, 2), PathBuf::from("/d/clip (2).mp4"));
+    }
+
+    #[tokio::test]
+    async fn place_never_replaces_without_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("v.mp4");
+        std::fs::write(&target, b"old").unwrap();
+        let temp = dir.path().join(".heygen-x.part");
+        std::fs::write(&temp, b"new").unwrap();
+        let landed = place(&temp, &target, false).await.unwrap();
+        assert_eq!(landed, dir.path().join("v (2).mp4"));
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert_eq!(std::fs::read(&landed).unwrap(), b"new");
+        assert!(!temp.exists());
+
+        std::fs::write(&temp, b"newer").unwrap();
+        let landed = place(&temp, &target, true).await.unwrap();
+        assert_eq!(landed, target);
+        assert_eq!(std::fs::read(&target).unwrap(), b"newer");
+        assert!(!temp.exists());
+    }
+
+    #[tokio::test]
+    async fn stale_temps_are_cleaned_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".heygen-old.part");
+        let keep = dir.path().join("video.mp4");
+        std::fs::write(&stale, b"x").unwrap();
+        std::fs::write(&keep, b"x").unwrap();
+        // Age 0: every temp file counts as stale.
+        clean_stale_temps(dir.path(), Duration::ZERO).await;
+        assert!(!stale.exists());
+        assert!(keep.exists());
+        let fresh = dir.path().join(".heygen-new.part");
+        std::fs::write(&fresh, b"x").unwrap();
+        clean_stale_temps(dir.path(), STALE_TEMP_AGE).await;
+        assert!(fresh.exists());
+    }
+}
