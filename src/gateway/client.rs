@@ -124,13 +124,20 @@ impl GatewayClient {
             .get_or_init(|| {
                 // reqwest is built without a bundled crypto provider; pick ring once.
                 let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::Client::builder()
+                let mut builder = reqwest::Client::builder()
                     .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
                     .connect_timeout(self.config.connect_timeout)
                     .timeout(self.config.timeout)
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .build()
-                    .map_err(|e| e.to_string())
+                    .pool_idle_timeout(Duration::from_secs(60));
+                // A loopback upstream (the simulator, a local gateway) is never proxied.
+                let loopback = url::Url::parse(&self.config.base_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(crate::config::is_loopback_host))
+                    .unwrap_or(false);
+                if loopback {
+                    builder = builder.no_proxy();
+                }
+                builder.build().map_err(|e| e.to_string())
             })
             .as_ref()
             .map_err(|e| GatewayError::Connect {
