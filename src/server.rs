@@ -22,11 +22,51 @@ balance.";
 #[tool_handler(router = router())]
 impl ServerHandler for VideoServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(
-                Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION"))
-                    .with_title("HeyGen Video Agent"),
-            )
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_prompts()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION"))
+                .with_title("HeyGen Video Agent"),
+        )
+        .with_instructions(INSTRUCTIONS)
+    }
+
+    // There are no prompts or resources, but both capabilities are declared so
+    // that clients which list them regardless (Cline; the conformance suite's
+    // `caching` scenario) get empty lists (rmcp's defaults once declared)
+    // instead of "method not found": answering an undeclared method breaks
+    // "servers that support prompts MUST declare the prompts capability".
+    // Reads and gets then answer "not found" rather than "method not found".
+    fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> impl Future<Output = Result<rmcp::model::GetPromptResponse, rmcp::ErrorData>> + Send + '_
+    {
+        std::future::ready(Err(rmcp::ErrorData::invalid_params(
+            format!(
+                "unknown prompt {:?}: this server has no prompts",
+                request.name
+            ),
+            None,
+        )))
+    }
+
+    fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> impl Future<Output = Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData>> + Send + '_
+    {
+        // -32002 on 2025-11-25; rmcp turns it into -32602 on 2026-07-28.
+        std::future::ready(Err(rmcp::ErrorData::resource_not_found(
+            "resource not found: this server has no resources",
+            Some(serde_json::json!({ "uri": request.uri })),
+        )))
     }
 }
