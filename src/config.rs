@@ -6,7 +6,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 
-use crate::gateway::{ApiKey, GatewayConfig, RetryPolicy};
+use crate::{
+    gateway::{ApiKey, GatewayConfig, RetryPolicy},
+    ledger::LedgerChoice,
+};
 
 pub const DEFAULT_API_BASE: &str = "https://api.aihubmax.com";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
@@ -15,6 +18,8 @@ pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// The smallest allowed cap of a server-side wait (clients with longer
 /// timeouts than 60 s may use it all).
 pub const MIN_MAX_WAIT_SECS: f64 = 60.0;
+/// The ledger's file name inside the data folder.
+pub const LEDGER_FILE: &str = "ledger.sqlite3";
 
 const ENV_HELP: &str = "\
 Environment:
@@ -204,6 +209,28 @@ pub struct Cli {
         value_name = "BYTES"
     )]
     pub max_download_bytes: u64,
+
+    /// The video ledger: a SQLite file that remembers the videos made through
+    /// this server (list_videos) and protects against paying twice. Default:
+    /// <data folder>/ledger.sqlite3. Several server processes may share it.
+    #[arg(long, env = "HEYGEN_LEDGER", value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+
+    /// Keep no ledger: list_videos has no history, and repeated creates are only
+    /// collapsed while they run at the same moment.
+    #[arg(long, env = "HEYGEN_NO_LEDGER")]
+    pub no_ledger: bool,
+
+    /// Seconds during which a create_video with identical arguments (and no
+    /// idempotency_key) returns the earlier video instead of creating another;
+    /// 0 turns this off (idempotency keys still work).
+    #[arg(
+        long,
+        env = "HEYGEN_DEDUPE_WINDOW",
+        default_value_t = 300.0,
+        value_name = "SECONDS"
+    )]
+    pub dedupe_window: f64,
 }
 
 /// Validated configuration.
@@ -216,6 +243,8 @@ pub struct Settings {
     pub http: Option<HttpSettings>,
     /// Waits, progress and downloads (issue 4).
     pub tools: ToolSettings,
+    /// Where the task ledger lives (issue 5).
+    pub ledger: LedgerChoice,
     /// Problems worth a warning at start (never fatal).
     pub warnings: Vec<String>,
 }
@@ -246,6 +275,8 @@ pub struct ToolSettings {
     pub progress_heartbeat: Duration,
     pub download_deadline: Duration,
     pub max_download_bytes: u64,
+    /// Identical creates without an idempotency key within this window are one.
+    pub dedupe_window: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +391,7 @@ impl Cli {
             default_download_dir(home_dir(), default_data_dir()),
             &mut warnings,
         )?;
+        let ledger = self.ledger_choice(default_data_dir(), &mut warnings)?;
 
         Ok(Settings {
             api_key: api_key.and_then(ApiKey::new),
@@ -368,12 +400,51 @@ impl Cli {
             simulate_render,
             http,
             tools,
+            ledger,
             warnings,
         })
     }
 }
 
 impl Cli {
+    /// Where the ledger lives: off with `--no-ledger`; a temporary one with
+    /// `--simulate` (fake tasks never enter the real ledger); the configured
+    /// file; else `<data dir>/ledger.sqlite3`.
+    fn ledger_choice(
+        &self,
+        data_dir: Option<PathBuf>,
+        warnings: &mut Vec<String>,
+    ) -> Result<LedgerChoice, String> {
+        if self.no_ledger {
+            return Ok(LedgerChoice::Off);
+        }
+        if self.simulate {
+            return Ok(LedgerChoice::Memory);
+        }
+        match &self.ledger {
+            Some(p) if !p.as_os_str().is_empty() => {
+                let p = expand_home(p, home_dir());
+                if p.is_relative() {
+                    return Err(format!(
+                        "--ledger / HEYGEN_LEDGER must be an absolute file path, got {}",
+                        p.display()
+                    ));
+                }
+                Ok(LedgerChoice::File(p))
+            }
+            _ => match data_dir {
+                Some(d) => Ok(LedgerChoice::File(d.join(LEDGER_FILE))),
+                None => {
+                    warnings.push(
+                        "no data folder (HOME / XDG_DATA_HOME unset): running without a video                          ledger; set HEYGEN_LEDGER to a file path to keep one"
+                            .into(),
+                    );
+                    Ok(LedgerChoice::Off)
+                }
+            },
+        }
+    }
+
     /// Validates the wait, progress and download flags. `stdio_default` is the
     /// per-user folder used on stdio when no folder is configured.
     fn tool_settings(
@@ -391,6 +462,7 @@ impl Cli {
         if self.max_download_bytes == 0 {
             return Err("--max-download-bytes must be at least 1".into());
         }
+        let dedupe_window = seconds("--dedupe-window", self.dedupe_window, 0.0, 86_400.0)?;
         let configured = match &self.download_dir {
             None => None,
             Some(d) if d.as_os_str().is_empty() => None,
@@ -427,6 +499,7 @@ impl Cli {
             progress_heartbeat,
             download_deadline,
             max_download_bytes: self.max_download_bytes,
+            dedupe_window,
         })
     }
 }
@@ -759,6 +832,53 @@ mod tests {
             .into_settings(None, None)
             .unwrap();
         assert!(w.warnings.iter().any(|w| w.contains("--auto-download")));
+    }
+
+    #[test]
+    fn ledger_location() {
+        let mut w = Vec::new();
+        let data = Some(PathBuf::from("/data/heygen-video-mcp"));
+        let choice =
+            |args: &[&str], w: &mut Vec<String>| parse(args).ledger_choice(data.clone(), w);
+        assert_eq!(
+            choice(&[], &mut w).unwrap(),
+            LedgerChoice::File(PathBuf::from("/data/heygen-video-mcp/ledger.sqlite3"))
+        );
+        assert_eq!(
+            choice(&["--ledger", "/tmp/l.db"], &mut w).unwrap(),
+            LedgerChoice::File(PathBuf::from("/tmp/l.db"))
+        );
+        assert_eq!(
+            choice(&["--ledger", "/tmp/l.db", "--no-ledger"], &mut w).unwrap(),
+            LedgerChoice::Off
+        );
+        // Simulated tasks never enter the real ledger.
+        assert_eq!(
+            choice(&["--ledger", "/tmp/l.db", "--simulate"], &mut w).unwrap(),
+            LedgerChoice::Memory
+        );
+        assert!(choice(&["--ledger", "l.db"], &mut w).is_err());
+        assert!(w.is_empty());
+        assert_eq!(
+            parse(&[]).ledger_choice(None, &mut w).unwrap(),
+            LedgerChoice::Off
+        );
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn dedupe_window_is_validated() {
+        let s = parse(&[]).into_settings(None, None).unwrap();
+        assert_eq!(s.tools.dedupe_window, Duration::from_secs(300));
+        let s = parse(&["--dedupe-window", "0"])
+            .into_settings(None, None)
+            .unwrap();
+        assert_eq!(s.tools.dedupe_window, Duration::ZERO);
+        assert!(
+            parse(&["--dedupe-window=-1"])
+                .into_settings(None, None)
+                .is_err()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod gateway;
+pub mod ledger;
 pub mod server;
 pub mod simulator;
 pub mod tools;

@@ -99,6 +99,8 @@ async fn run(mut settings: Settings) -> Result<(), String> {
                 .as_ref()
                 .map(|h| h.caller_keys)
                 .unwrap_or_default(),
+            // Opened on its own thread in the background: start-up does not wait.
+            ledger: heygen_video_mcp::ledger::open(&settings.ledger),
             ..ToolOptions::from_settings(&settings.tools, settings.http.is_some())
         },
     });

@@ -17,7 +17,7 @@ client cuts tool calls at 60 s) to let the server wait, or call it every ~30 s; 
 minutes. A wait that runs out is a normal \"still rendering\" answer: call get_video_status again, \
 never create_video again. 3) When it is completed, save it at once with download_video (it reports \
 the file's path) or give the user the URL: links expire 24 h after creation. get_credits shows the \
-balance.";
+balance. list_videos lists the videos made through this server (they are remembered across restarts): use it to find a task_id again, and after any create_video error that says the video may have been created. Repeating create_video with the same idempotency_key, or with identical arguments a few minutes later, returns the earlier video instead of paying again; pass a new idempotency_key to deliberately make another take.";
 
 #[tool_handler(router = router())]
 impl ServerHandler for VideoServer {
@@ -27,6 +27,7 @@ impl ServerHandler for VideoServer {
                 .enable_tools()
                 .enable_prompts()
                 .enable_resources()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(
@@ -68,5 +69,40 @@ impl ServerHandler for VideoServer {
             "resource not found: this server has no resources",
             Some(serde_json::json!({ "uri": request.uri })),
         )))
+    }
+
+    // MCP Tasks (io.modelcontextprotocol/tasks): create_video may answer with
+    // a task whose id is the upstream task id; tasks/* look it up upstream,
+    // statelessly (see tools/tasks.rs). list_tools/get_tool stay generated.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        self.call_tool_with_tasks(request, context).await
+    }
+
+    async fn get_task(
+        &self,
+        request: rmcp::model::GetTaskParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::GetTaskResult, rmcp::ErrorData> {
+        self.get_task_upstream(request, context).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: rmcp::model::CancelTaskParams,
+        context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.cancel_task_upstream(request, context).await
+    }
+
+    async fn update_task(
+        &self,
+        request: rmcp::model::UpdateTaskParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        Err(self.update_task_refused(request))
     }
 }

@@ -22,7 +22,8 @@
 //!   (chunked, no Content-Length), `[file:empty]` (200 with an empty body),
 //!   `[file:html]` (200 with a web page instead of the video);
 //! - on status lookups: `[get:FAULT]` or `[get:FAULT:N]` (only the first N
-//!   lookups), FAULT one of 404, 429, 500, 502, 503, garbage, drop, slow=S.
+//!   lookups), FAULT one of 401, 404, 429, 500, 502, 503, garbage, truncated,
+//!   drop, slow=S.
 //!
 //! The key is never logged; tests read request counters and the keys seen.
 
@@ -331,6 +332,12 @@ fn status_fault(status: u16) -> Response {
             "task_not_found",
             "Task not found",
             "invalid_request_error",
+        ),
+        401 => error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            "Invalid token",
+            "authentication_error",
         ),
         _ => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -678,6 +685,16 @@ async fn get_task(
                 .into_response();
         }
         Some("drop") => return dropped(),
+        Some("truncated") => {
+            let full = answer.to_string();
+            let cut: String = full.chars().take(full.len() / 2).collect();
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                cut,
+            )
+                .into_response();
+        }
         Some(f) if f.starts_with("slow=") => {
             tokio::time::sleep(secs(&f[5..])).await;
         }

@@ -588,3 +588,19 @@ fn the_binary_drains_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn prompts_and_resources_are_declared_and_empty_on_both_revisions() {
+    let server = start(settings(|_| {}), Some(SERVER_KEY)).await;
+    let modern = modern_client(server.url(), None, &[]).await;
+    let legacy = legacy_client(server.url(), None, &[]).await;
+    for client in [&modern, &legacy] {
+        assert!(client.list_all_prompts().await.unwrap().is_empty());
+        assert!(client.list_all_resources().await.unwrap().is_empty());
+        let read = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new("file:///etc/passwd"))
+            .await;
+        assert!(read.is_err(), "reading a resource that does not exist fails");
+    }
+    assert_eq!(server.sim.state.count("create") + server.sim.state.count("get"), 0);
+}

@@ -1,8 +1,6 @@
 //! `create_video`: validates the request completely, then sends exactly one
 //! create to the upstream and returns the new task at once.
 
-use std::time::SystemTime;
-
 use rmcp::{
     handler::server::{tool::schema_for_output, wrapper::Parameters},
     model::CallToolResult,
@@ -22,6 +20,7 @@ pub const MAX_PROMPT_CHARS: usize = 10_000;
 pub const MAX_FILE_URLS: usize = 20;
 const MAX_ID_CHARS: usize = 256;
 const MAX_URL_CHARS: usize = 4096;
+const MAX_KEY_CHARS: usize = 128;
 
 /// Arguments of `create_video`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -53,6 +52,14 @@ pub struct CreateVideoParams {
     /// Disable the agent's memory for this video. Only pass when the user asks for it.
     #[serde(default)]
     pub incognito_mode: Option<bool>,
+    /// Optional name for this one video (1–128 characters: letters, digits,
+    /// . _ : -), e.g. "intro-v1". Repeating a call with the same key within 24 h
+    /// returns the original video instead of creating (and paying for) another.
+    /// Without a key, an identical request a few minutes later also returns the
+    /// original; pass a new key to deliberately make another take.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
+    pub idempotency_key: Option<String>,
 }
 
 fn orientation_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Orientation>, D::Error> {
@@ -110,6 +117,30 @@ impl CreateVideoParams {
     }
 }
 
+/// Checks `idempotency_key`: 1–128 characters of `[A-Za-z0-9._:-]`.
+pub fn check_idempotency_key(v: &Option<String>) -> Result<Option<String>, String> {
+    let Some(k) = v else { return Ok(None) };
+    let k = k.trim();
+    if k.is_empty() {
+        return Ok(None);
+    }
+    if k.chars().count() > MAX_KEY_CHARS {
+        return Err(format!(
+            "idempotency_key is longer than {MAX_KEY_CHARS} characters; use a short name such as \"intro-v1\"."
+        ));
+    }
+    if let Some(c) = k
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!(
+            "idempotency_key contains the character {c:?}; use letters, digits and . _ : - only \
+             (e.g. \"intro-v1\")."
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
 fn optional_id(name: &str, v: &Option<String>) -> Result<Option<String>, String> {
     let Some(v) = v else { return Ok(None) };
     let v = v.trim();
@@ -158,16 +189,19 @@ fn check_url(i: usize, raw: &str) -> Result<String, String> {
 #[tool_router(router = create_router, vis = "pub(crate)")]
 impl VideoServer {
     /// Start making a HeyGen Video Agent video (a talking-avatar video) from a
-    /// prompt. SPENDS CREDITS: every successful call creates and bills a new video,
-    /// so call it once per video the user asked for. Returns immediately with a
-    /// task_id (it does not wait for the video); the agent chooses the script,
-    /// scenes and the duration (it cannot be set). Then follow the task with
-    /// get_video_status (its wait_seconds lets the server wait) until it is
-    /// completed (rendering takes minutes), and save the MP4 with download_video
-    /// before its link expires 24 h later. Never call this again because a video
-    /// is still rendering or a wait ran out. If this call fails or times out
-    /// with a note that the video may have been created, do not call it again
-    /// blindly.
+    /// prompt. SPENDS CREDITS: every new video is billed, so call it once per
+    /// video the user asked for. Returns immediately with a task_id (it does not
+    /// wait for the video); the agent chooses the script, scenes and the duration
+    /// (it cannot be set). Then follow the task with get_video_status (its
+    /// wait_seconds lets the server wait) until it is completed (rendering takes
+    /// minutes), and save the MP4 with download_video before its link expires 24 h
+    /// later. Protection against paying twice: a repeated call with the same
+    /// idempotency_key (within 24 h), or with identical arguments a few minutes
+    /// later, returns the original video (marked reused) instead of a new one; to
+    /// deliberately make another take with the same arguments, pass a new
+    /// idempotency_key. Never call this again because a video is still rendering
+    /// or a wait ran out. If this call fails with a note that the video may have
+    /// been created, check list_videos before anything else.
     #[tool(
         output_schema = schema_for_output::<VideoTask>(),
         annotations(
@@ -186,21 +220,12 @@ impl VideoServer {
         let body = params
             .validate()
             .map_err(|e| error_result(format!("Invalid arguments: {e}")))?;
+        let idempotency_key = check_idempotency_key(&params.idempotency_key)
+            .map_err(|e| error_result(format!("Invalid arguments: {e}")))?;
         let key = self
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::Create)))?;
-        tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
-        match self.state.gateway.create_video(&key, &body).await {
-            Ok(task) => {
-                let view = VideoTask::created(&task, SystemTime::now());
-                tracing::info!(task_id = %view.task_id, "video task created");
-                Ok(view.into_result("Video task created."))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "create failed");
-                Err(error_result(e.user_message(Operation::Create)))
-            }
-        }
+        self.create_once(key, body, idempotency_key).await
     }
 }
 
@@ -264,6 +289,20 @@ mod tests {
             body,
             serde_json::json!({"model": "heygen-video-agent", "prompt": "hello", "style_id": "modern_vlog_01"})
         );
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        let k = |v: &str| check_idempotency_key(&Some(v.into()));
+        assert_eq!(k("intro-v1").unwrap().as_deref(), Some("intro-v1"));
+        assert_eq!(k(" take.2:b_c ").unwrap().as_deref(), Some("take.2:b_c"));
+        assert_eq!(k("  ").unwrap(), None);
+        assert_eq!(check_idempotency_key(&None).unwrap(), None);
+        assert!(k(&"a".repeat(128)).is_ok());
+        assert!(k(&"a".repeat(129)).is_err());
+        for bad in ["a b", "a/b", "ä", "a\nb", "take#2"] {
+            assert!(k(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

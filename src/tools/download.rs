@@ -216,6 +216,15 @@ impl Downloads {
             let state = match result {
                 Ok((path, size)) => {
                     tracing::info!(%task_id, size, "video saved");
+                    if let Some(ledger) = &spec.state.options.ledger {
+                        // Queued now; list_videos reports the saved file.
+                        drop(ledger.record_saved(
+                            &spec.key.fingerprint(),
+                            &task_id,
+                            &path.display().to_string(),
+                            size,
+                        ));
+                    }
                     JobState::Saved { path, size }
                 }
                 Err(msg) => {

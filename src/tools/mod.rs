@@ -5,8 +5,11 @@
 pub mod create;
 pub mod credits;
 pub mod download;
+pub mod idempotency;
+pub mod list;
 pub mod progress;
 pub mod status;
+pub mod tasks;
 pub mod view;
 
 use std::{
@@ -23,9 +26,11 @@ use rmcp::{
 use crate::{
     config::{CallerKeys, DEFAULT_MAX_DOWNLOAD_BYTES, ToolSettings},
     gateway::{ApiKey, GatewayClient, GatewayError},
+    ledger::Ledger,
 };
 
 pub use download::Downloads;
+pub use idempotency::Creates;
 pub use view::{VideoStatus, VideoTask};
 
 /// Header in which an HTTP caller may bring its own upstream key.
@@ -60,6 +65,14 @@ pub struct ToolOptions {
     /// Process-wide download bookkeeping (running downloads, auto-download once
     /// per task, cleaned folders). A fresh default is empty.
     pub downloads: Downloads,
+    /// The task ledger (history, idempotency keys, dedupe); `None` = no ledger.
+    pub ledger: Option<Arc<dyn Ledger>>,
+    /// Identical create_video arguments (without an idempotency_key) within
+    /// this window answer with the earlier task; zero turns it off.
+    pub dedupe_window: Duration,
+    /// Creates in flight in this process, so identical concurrent calls
+    /// collapse into one upstream create even without a ledger.
+    pub creates: Creates,
 }
 
 impl Default for ToolOptions {
@@ -76,6 +89,9 @@ impl Default for ToolOptions {
             download_deadline: Duration::from_secs(40),
             max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
             downloads: Downloads::default(),
+            ledger: None,
+            dedupe_window: Duration::from_secs(300),
+            creates: Creates::default(),
         }
     }
 }
@@ -93,6 +109,7 @@ impl ToolOptions {
             progress_heartbeat: tools.progress_heartbeat,
             download_deadline: tools.download_deadline,
             max_download_bytes: tools.max_download_bytes,
+            dedupe_window: tools.dedupe_window,
             ..Self::default()
         }
     }
@@ -156,5 +173,6 @@ pub fn router() -> &'static ToolRouter<VideoServer> {
             + VideoServer::status_router()
             + VideoServer::download_router()
             + VideoServer::credits_router()
+            + VideoServer::list_router()
     })
 }

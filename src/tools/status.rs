@@ -92,7 +92,9 @@ impl VideoServer {
             .get_task(key, task_id, self.state.options.sync_upstream)
             .await
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
-        Ok(VideoTask::from_upstream(&task, task_id, SystemTime::now()))
+        let view = VideoTask::from_upstream(&task, task_id, SystemTime::now());
+        self.remember(key, &view);
+        Ok(view)
     }
 
     /// Polls the task until it finishes, the wait runs out or the client

@@ -70,6 +70,7 @@ pub struct TaskErrorView {
 
 /// A HeyGen Video Agent task as this server reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)] // list_videos nests it: no "$ref" in outputSchema
 pub struct VideoTask {
     /// The upstream task id: the only handle needed to follow the video.
     pub task_id: String,
@@ -103,6 +104,21 @@ pub struct VideoTask {
     /// Size of the saved file in bytes, checked on disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
+    /// True when create_video did not create a new video but answered with an
+    /// earlier identical request's task (same idempotency_key, or the same
+    /// arguments a moment ago): no credits were spent by that call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<bool>,
+    /// The start of the prompt the video was made from (list_videos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// The idempotency_key the video was created with, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// True when the result links have expired (24 h after creation): the
+    /// video can no longer be downloaded unless it was saved (saved_path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links_expired: Option<bool>,
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
@@ -161,9 +177,23 @@ impl VideoTask {
             next_step: String::new(),
             saved_path: None,
             size_bytes: None,
+            reused: None,
+            prompt: None,
+            idempotency_key: None,
+            links_expired: None,
         };
         view.next_step = view.status_next_step(links_expire, now);
         view
+    }
+
+    /// Recomputes `next_step` from the view's own fields (for a view rebuilt
+    /// from the ledger rather than from an upstream answer).
+    pub fn refresh_next_step(&mut self, now: SystemTime) {
+        let expires = self
+            .links_expire_at
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        self.next_step = self.status_next_step(expires, now);
     }
 
     fn status_next_step(&self, expires: Option<SystemTime>, now: SystemTime) -> String {
@@ -258,6 +288,12 @@ impl VideoTask {
         if let Some(c) = &self.created_at {
             s.push_str(&format!("\ncreated_at: {c}"));
         }
+        if let Some(p) = &self.prompt {
+            s.push_str(&format!("\nprompt: {p:?}"));
+        }
+        if let Some(k) = &self.idempotency_key {
+            s.push_str(&format!("\nidempotency_key: {k}"));
+        }
         if let Some(e) = self.estimated_seconds
             && !self.status.is_finished()
         {
@@ -267,7 +303,11 @@ impl VideoTask {
             s.push_str(&format!("\nvideo_url: {url}"));
         }
         if let Some(t) = &self.links_expire_at {
-            s.push_str(&format!("\nlinks valid at least until: {t}"));
+            if self.links_expired == Some(true) {
+                s.push_str(&format!("\nlinks expired at: {t}"));
+            } else {
+                s.push_str(&format!("\nlinks valid at least until: {t}"));
+            }
         }
         if let Some(e) = &self.error {
             match &e.code {

@@ -921,3 +921,52 @@ pub fn assert_conforms(output_schema: &Value, structured_content: &Value) {
         panic!("structuredContent does not conform to outputSchema: {err}\n{structured_content}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Client capabilities (the MCP Tasks extension) and the shared ledger
+// ---------------------------------------------------------------------------
+
+/// Client capabilities that declare the MCP Tasks extension.
+pub fn tasks_capabilities() -> Value {
+    json!({ "extensions": { "io.modelcontextprotocol/tasks": {} } })
+}
+
+impl RawChild {
+    /// Spawned speaking 2026-07-28 with `capabilities` as the client
+    /// capabilities of every request; returns the `server/discover` result.
+    pub async fn modern_with_capabilities(opts: ServerOpts, capabilities: Value) -> (Self, Value) {
+        let mut raw = Self::spawn(opts);
+        let mut meta = modern_meta();
+        meta["io.modelcontextprotocol/clientCapabilities"] = capabilities;
+        raw.modern_meta = Some(meta);
+        let discover = raw.request_ok("server/discover", json!({})).await;
+        (raw, discover)
+    }
+
+    /// `initialize` (declaring `capabilities`) + `notifications/initialized`.
+    pub async fn initialize_with_capabilities(
+        &mut self,
+        version: &str,
+        capabilities: Value,
+    ) -> Value {
+        let result = self
+            .request_ok(
+                "initialize",
+                json!({
+                    "protocolVersion": version,
+                    "capabilities": capabilities,
+                    "clientInfo": {"name": "raw-test", "version": "0.0.0"}
+                }),
+            )
+            .await;
+        self.notify("notifications/initialized", None).await;
+        result
+    }
+}
+
+impl ServerOpts {
+    /// Uses `path` as the ledger file (children given the same path share it).
+    pub fn ledger(self, path: &Path) -> Self {
+        self.env("HEYGEN_LEDGER", path.display().to_string())
+    }
+}

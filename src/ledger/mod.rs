@@ -1,0 +1,358 @@
+//! The task ledger: a local memory of every video created through this server
+//! (for `list_videos`) and the record that keeps a repeated `create_video`
+//! from paying twice (idempotency keys, the dedupe window, "maybe created").
+//!
+//! [`Ledger`] is a small trait so a shared store can replace the embedded
+//! SQLite file ([`sqlite::SqliteLedger`]) for multi-replica hosting. Every row
+//! and every lookup is scoped by a tenant: a hash of the upstream key
+//! ([`crate::gateway::ApiKey::fingerprint`]), never the key itself
+//! (DESIGN.md §8 "Ledger and tenants"). The ledger is an optimisation and a
+//! convenience: when it cannot be used, video creation goes on without it.
+
+pub mod sqlite;
+
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    gateway::CreateVideoRequest,
+    tools::view::{TaskErrorView, VideoStatus, VideoTask, rfc3339},
+};
+
+pub use sqlite::SqliteLedger;
+
+/// An idempotency key is honoured this long after its first use.
+pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Longest prompt excerpt kept for display (the full prompt is only hashed).
+pub const PROMPT_PREVIEW_CHARS: usize = 200;
+
+/// Where the ledger lives, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerChoice {
+    /// No ledger (`--no-ledger`, or no data folder).
+    Off,
+    /// A temporary ledger that disappears with the process (`--simulate`).
+    Memory,
+    /// A SQLite file shared by every server process of the user.
+    File(PathBuf),
+}
+
+/// Why a ledger operation did not happen; the caller carries on without it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LedgerError {
+    #[error("the ledger is not available: {0}")]
+    Unavailable(String),
+    #[error("the ledger failed: {0}")]
+    Failed(String),
+}
+
+/// What makes two create requests "the same": the tenant, the hash of the
+/// full normalised arguments and, when given, the idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateIdentity {
+    pub tenant: String,
+    pub args_hash: String,
+    pub idempotency_key: Option<String>,
+    /// The prompt, shortened for display.
+    pub prompt_preview: String,
+}
+
+impl CreateIdentity {
+    pub fn new(tenant: String, body: &CreateVideoRequest, idempotency_key: Option<String>) -> Self {
+        Self {
+            tenant,
+            args_hash: args_hash(body),
+            idempotency_key,
+            prompt_preview: preview(&body.prompt, PROMPT_PREVIEW_CHARS),
+        }
+    }
+}
+
+/// SHA-256 (hex) of the normalised create arguments: the validated upstream
+/// body with the prompt's whitespace runs collapsed, so a retry that differs
+/// only in spacing counts as the same request.
+pub fn args_hash(body: &CreateVideoRequest) -> String {
+    let mut normalised = body.clone();
+    normalised.prompt = body.prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+    let canonical = serde_json::to_vec(&normalised).unwrap_or_default();
+    let digest = Sha256::digest(&canonical);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first `max` characters of `text` on one line, with `…` when cut.
+pub fn preview(text: &str, max: usize) -> String {
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut s: String = flat.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// How long the rules of a claim reach back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// Identical arguments without a key within this window are one request
+    /// (zero turns the window off).
+    pub window: Duration,
+    /// How long an idempotency key (and a "maybe created" record) is honoured.
+    pub key_lifetime: Duration,
+    /// A reservation older than this belongs to a call that died mid-create:
+    /// it becomes "maybe created".
+    pub stale_after: Duration,
+}
+
+/// The state of a ledger row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    /// Reserved: a call is sending the create upstream right now.
+    Creating,
+    /// The upstream accepted the create; `task_id` is set.
+    Created,
+    /// The create failed in a way that may still have created (and billed)
+    /// the video; there is no task id.
+    MaybeCreated,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Creating => "creating",
+            RecordState::Created => "created",
+            RecordState::MaybeCreated => "maybe_created",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "creating" => Some(RecordState::Creating),
+            "created" => Some(RecordState::Created),
+            "maybe_created" => Some(RecordState::MaybeCreated),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRecord {
+    pub row_id: i64,
+    pub tenant: String,
+    pub state: RecordState,
+    pub task_id: Option<String>,
+    /// When this server was asked to create it (milliseconds since the epoch).
+    pub requested_at_ms: i64,
+    /// The upstream's creation time (seconds since the epoch).
+    pub created_at: Option<i64>,
+    pub prompt_preview: String,
+    pub args_hash: String,
+    pub idempotency_key: Option<String>,
+    pub status: Option<VideoStatus>,
+    pub upstream_status: Option<String>,
+    pub progress: u8,
+    pub video_urls: Vec<String>,
+    /// Seconds since the epoch.
+    pub links_expire_at: Option<i64>,
+    pub error: Option<TaskErrorView>,
+    pub estimated_seconds: Option<u64>,
+    pub saved_path: Option<String>,
+    pub size_bytes: Option<u64>,
+    /// Why a create is "maybe created" (an excerpt of the error).
+    pub note: Option<String>,
+}
+
+impl LedgerRecord {
+    pub fn requested_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.requested_at_ms).unwrap_or(0))
+    }
+
+    /// Whether dedupe may answer with this task: only pending, processing or
+    /// completed ones (an unknown or not yet observed status counts as running).
+    pub fn dedupable(&self) -> bool {
+        !matches!(
+            self.status,
+            Some(VideoStatus::Failed | VideoStatus::Cancelled)
+        )
+    }
+
+    /// The record as the `VideoTask` view (without `next_step`, which the
+    /// caller fills in for the situation).
+    pub fn to_view(&self) -> VideoTask {
+        let status = self.status.unwrap_or(VideoStatus::Pending);
+        VideoTask {
+            task_id: self.task_id.clone().unwrap_or_default(),
+            status,
+            upstream_status: self
+                .upstream_status
+                .clone()
+                .unwrap_or_else(|| status.as_str().to_string()),
+            progress: self.progress.min(100),
+            created_at: self.created_at.and_then(unix_secs).map(rfc3339),
+            links_expire_at: self.links_expire_at.and_then(unix_secs).map(rfc3339),
+            video_urls: self.video_urls.clone(),
+            error: self.error.clone(),
+            estimated_seconds: self.estimated_seconds,
+            next_step: String::new(),
+            saved_path: self.saved_path.clone(),
+            size_bytes: self.size_bytes,
+            reused: None,
+            prompt: Some(self.prompt_preview.clone()),
+            idempotency_key: self.idempotency_key.clone(),
+            links_expired: None,
+        }
+    }
+}
+
+pub fn unix_secs(secs: i64) -> Option<SystemTime> {
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+}
+
+/// Seconds since the epoch of an RFC 3339 time as the views carry it.
+pub fn parse_time(rfc: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(rfc).ok()?;
+    i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The answer to "may this call create the video?".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Nothing matches: this call holds the reservation (row id), must send
+    /// the create and then [`Ledger::settle`] it.
+    Reserved(i64),
+    /// A matching task exists: answer with it instead of creating another.
+    /// `by_key` says whether the idempotency key (not the window) matched.
+    Existing { record: LedgerRecord, by_key: bool },
+    /// A matching create may have happened (it failed ambiguously).
+    MaybeCreated(LedgerRecord),
+    /// A matching create is being sent right now by another call.
+    InProgress,
+    /// The idempotency key was used for different arguments.
+    KeyConflict(LedgerRecord),
+}
+
+/// How a reserved create ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// The upstream accepted it: the task as first seen.
+    Created(Box<VideoTask>),
+    /// It failed in a way that may still have created it: why.
+    MaybeCreated(String),
+    /// It provably did not create anything: the reservation is dropped.
+    NotCreated,
+}
+
+/// Which videos `list_videos` wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub tenant: String,
+    /// Only these statuses (empty: all, including unconfirmed creates).
+    pub statuses: Vec<VideoStatus>,
+    /// Only videos requested at or after this time (ms since the epoch).
+    pub since_ms: Option<i64>,
+    /// At most this many rows.
+    pub limit: usize,
+}
+
+/// A store of video tasks. Methods return boxed futures so an implementation
+/// may do its work anywhere (the SQLite one uses its own thread); each write
+/// is issued when the method is called, so a caller that does not need to
+/// wait may drop the future.
+pub trait Ledger: Send + Sync + fmt::Debug {
+    /// Finds a create matching `identity` or reserves it for this call,
+    /// atomically across every process sharing the store.
+    fn claim(
+        &self,
+        identity: CreateIdentity,
+        policy: ClaimPolicy,
+    ) -> BoxFuture<'static, Result<Claim, LedgerError>>;
+
+    /// Records how a reserved create ended.
+    fn settle(&self, row_id: i64, outcome: Settle) -> BoxFuture<'static, Result<(), LedgerError>>;
+
+    /// Records what a status check, wait or download learned about a task
+    /// created through this store (unknown tasks are ignored).
+    fn record_status(
+        &self,
+        tenant: &str,
+        view: &VideoTask,
+    ) -> BoxFuture<'static, Result<(), LedgerError>>;
+
+    /// Records where a task's video was saved.
+    fn record_saved(
+        &self,
+        tenant: &str,
+        task_id: &str,
+        path: &str,
+        size: u64,
+    ) -> BoxFuture<'static, Result<(), LedgerError>>;
+
+    /// The tenant's tasks, newest first.
+    fn list(&self, query: ListQuery) -> BoxFuture<'static, Result<Vec<LedgerRecord>, LedgerError>>;
+
+    /// Where the ledger lives, for messages ("/home/u/.local/share/…", "memory").
+    fn describe(&self) -> String;
+}
+
+/// Builds the configured ledger. Opening is lazy and happens on the ledger's
+/// own thread, so start-up does not wait for the file.
+pub fn open(choice: &LedgerChoice) -> Option<Arc<dyn Ledger>> {
+    match choice {
+        LedgerChoice::Off => None,
+        LedgerChoice::Memory => Some(Arc::new(SqliteLedger::in_memory())),
+        LedgerChoice::File(path) => Some(Arc::new(SqliteLedger::open(path.clone()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ignores_whitespace_but_not_arguments() {
+        let a = CreateVideoRequest::new("A  cat\nsurfing ");
+        let b = CreateVideoRequest::new("A cat surfing");
+        assert_eq!(args_hash(&a), args_hash(&b));
+        let mut c = CreateVideoRequest::new("A cat surfing");
+        c.voice_id = Some("en-US-Studio-O".into());
+        assert_ne!(args_hash(&b), args_hash(&c));
+        assert_ne!(
+            args_hash(&b),
+            args_hash(&CreateVideoRequest::new("A dog surfing"))
+        );
+        assert_eq!(args_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn previews_are_short_and_flat() {
+        assert_eq!(preview("a\n b", 10), "a b");
+        let p = preview(&"x".repeat(500), 200);
+        assert_eq!(p.chars().count(), 200);
+        assert!(p.ends_with('…'));
+    }
+
+    #[test]
+    fn times_round_trip() {
+        let secs = 1_757_165_031;
+        let text = rfc3339(unix_secs(secs).unwrap());
+        assert_eq!(parse_time(&text), Some(secs));
+        assert_eq!(parse_time("nonsense"), None);
+    }
+}
