@@ -598,9 +598,17 @@ async fn prompts_and_resources_are_declared_and_empty_on_both_revisions() {
         assert!(client.list_all_prompts().await.unwrap().is_empty());
         assert!(client.list_all_resources().await.unwrap().is_empty());
         let read = client
-            .read_resource(rmcp::model::ReadResourceRequestParams::new("file:///etc/passwd"))
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "file:///etc/passwd",
+            ))
             .await;
-        assert!(read.is_err(), "reading a resource that does not exist fails");
+        assert!(
+            read.is_err(),
+            "reading a resource that does not exist fails"
+        );
     }
-    assert_eq!(server.sim.state.count("create") + server.sim.state.count("get"), 0);
+    assert_eq!(
+        server.sim.state.count("create") + server.sim.state.count("get"),
+        0
+    );
 }
