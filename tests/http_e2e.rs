@@ -612,3 +612,93 @@ async fn prompts_and_resources_are_declared_and_empty_on_both_revisions() {
         0
     );
 }
+
+/// A second replica: its own router and state, the same upstream.
+async fn replica(upstream: &str) -> SocketAddr {
+    let mut gw = GatewayConfig::new(upstream.to_string());
+    gw.timeout = Duration::from_secs(10);
+    let state = Arc::new(AppState {
+        gateway: GatewayClient::new(gw),
+        server_key: ApiKey::new(SERVER_KEY),
+        options: ToolOptions::default(),
+    });
+    let app = build(state, &settings(|_| {}));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.router).await.unwrap() });
+    addr
+}
+
+/// One 2026-07-28 request; the answer may come as JSON or as SSE events.
+async fn modern_request(addr: SocketAddr, method: &str, name: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method)
+        .header("mcp-name", name)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{method}");
+    let text = resp.text().await.unwrap();
+    let message = match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v,
+        Err(_) => text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|m| m.get("id").is_some())
+            .expect("a response event"),
+    };
+    message
+        .get("result")
+        .cloned()
+        .unwrap_or_else(|| panic!("{method} failed: {message}"))
+}
+
+#[tokio::test]
+async fn a_task_created_on_one_replica_is_followed_to_its_result_on_another() {
+    let a = start(settings(|_| {}), Some(SERVER_KEY)).await;
+    let b = replica(&a.sim.base_url()).await;
+    let created = modern_request(
+        a.addr,
+        "tools/call",
+        "create_video",
+        json!({"name": "create_video", "arguments": {"prompt": "a task over HTTP [after:1]"}}),
+    )
+    .await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    let task_id = created["taskId"].as_str().unwrap().to_string();
+    assert!(
+        task_id.starts_with("task-unified-"),
+        "the task id is the upstream id: {task_id}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let got = modern_request(b, "tasks/get", &task_id, json!({"taskId": task_id})).await;
+        if got["status"] == "completed" {
+            break got;
+        }
+        assert_eq!(got["status"], "working", "{got}");
+        assert!(Instant::now() < deadline, "never completed: {got}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let result = &done["result"];
+    assert_eq!(result["isError"], false, "{done}");
+    assert_eq!(result["structuredContent"]["status"], "completed", "{done}");
+    assert!(
+        result["structuredContent"]["video_urls"][0]
+            .as_str()
+            .is_some()
+    );
+    assert_eq!(a.sim.state.count("create"), 1);
+}
