@@ -279,7 +279,8 @@ pub struct ToolSettings {
     pub dedupe_window: Duration,
 }
 
-#[derive(Debug, Clone)]
+/// HTTP settings. `Debug` shows how many caller tokens there are, never them.
+#[derive(Clone)]
 pub struct HttpSettings {
     pub addr: SocketAddr,
     pub auth_tokens: Vec<String>,
@@ -291,6 +292,26 @@ pub struct HttpSettings {
     pub max_concurrent: usize,
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("addr", &self.addr)
+            .field(
+                "auth_tokens",
+                &format_args!("[{} redacted]", self.auth_tokens.len()),
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("caller_keys", &self.caller_keys)
+            .field("legacy_sessions", &self.legacy_sessions)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl Cli {
@@ -311,6 +332,9 @@ impl Cli {
             max_attempts: self.max_retries.saturating_add(1).min(20),
             base_delay: Duration::from_millis(500).min(retry_max),
             max_delay: retry_max,
+            // One lookup (all attempts) fits a 60 s client timeout, unless the
+            // operator raised the per-request timeout above it.
+            lookup_budget: timeout.max(Duration::from_secs(40)),
             ..RetryPolicy::default()
         };
         let simulate_render = seconds(
@@ -705,6 +729,22 @@ mod tests {
                 .into_settings(None, None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn debug_never_shows_caller_tokens() {
+        let s = parse(&["--http", "127.0.0.1:0"])
+            .into_settings(
+                Some("the-api-key-123".into()),
+                Some("tok-secret-1,tok-secret-2".into()),
+            )
+            .unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("tok-secret") && !shown.contains("the-api-key"),
+            "{shown}"
+        );
+        assert!(shown.contains("[2 redacted]"), "{shown}");
     }
 
     #[test]

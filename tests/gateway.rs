@@ -43,6 +43,7 @@ fn fast_retry(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_millis(50),
         create_budget: Duration::from_secs(10),
+        lookup_budget: Duration::from_secs(10),
     }
 }
 
@@ -780,6 +781,7 @@ async fn get_task_honours_retry_after_before_retrying_a_429() {
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(2),
         create_budget: Duration::from_secs(10),
+        lookup_budget: Duration::from_secs(10),
     };
     let c = client_with(server.uri(), Duration::from_secs(5), retry);
     let started = Instant::now();
@@ -1246,4 +1248,30 @@ async fn a_non_json_error_page_echoing_the_key_never_shows_it() {
     .await;
     assert_eq!(api_fields(&err).status, 502);
     assert_no_leak(&err, &[KEY, &KEY[9..19]]);
+}
+
+#[tokio::test]
+async fn a_status_lookup_stops_retrying_when_its_total_budget_is_spent() {
+    // given a gateway that never answers in time, many allowed attempts, and a
+    // total budget of 1.5 request timeouts
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/tasks/{TASK_ID}")))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let retry = RetryPolicy {
+        max_attempts: 10,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(20),
+        create_budget: Duration::from_secs(10),
+        lookup_budget: Duration::from_millis(1500),
+    };
+    let c = client_with(server.uri(), Duration::from_secs(1), retry);
+    // when
+    let err = c.get_task(&key(), TASK_ID, false).await.unwrap_err();
+    // then it gives up as a timeout after at most two attempts, not ten
+    assert!(matches!(err, GatewayError::Timeout { .. }), "{err:?}");
+    let sent = server.received_requests().await.unwrap().len();
+    assert!((1..=2).contains(&sent), "{sent} requests");
 }

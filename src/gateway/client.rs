@@ -45,6 +45,9 @@ pub struct RetryPolicy {
     /// Total time a create may spend waiting out 429s / connect failures, so the
     /// call still fits a 60 s client timeout.
     pub create_budget: Duration,
+    /// Total time a status or credits lookup may take, all attempts and
+    /// waits included, so one tool call stays inside a 60 s client timeout.
+    pub lookup_budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -54,6 +57,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(10),
             create_budget: Duration::from_secs(30),
+            lookup_budget: Duration::from_secs(40),
         }
     }
 }
@@ -170,7 +174,7 @@ impl GatewayClient {
                 .await;
             let err = match result {
                 Ok((status, bytes)) => {
-                    let task = decode_task(status, &bytes)?;
+                    let task = decode_task(status, &bytes, key)?;
                     if task.id.is_none() {
                         // The video was probably created, but we cannot name it.
                         return Err(GatewayError::Decode {
@@ -225,17 +229,21 @@ impl GatewayClient {
             url.push_str("?sync_upstream=true");
         }
         let (status, bytes) = self.send_idempotent(key, &url).await?;
-        decode_task(status, &bytes)
+        decode_task(status, &bytes, key)
     }
 
     /// `GET /v1/account/credits`, passed on as JSON (its shape is undocumented).
     pub async fn credits(&self, key: &ApiKey) -> Result<Value, GatewayError> {
         let url = self.url("/v1/account/credits");
         let (status, bytes) = self.send_idempotent(key, &url).await?;
-        serde_json::from_slice(&bytes).map_err(|e| GatewayError::Decode {
-            status: status.as_u16(),
-            detail: format!("not JSON ({e}): {}", excerpt(&bytes)),
-        })
+        let mut value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| GatewayError::Decode {
+                status: status.as_u16(),
+                detail: key.scrub(&format!("not JSON ({e}): {}", excerpt(&bytes))),
+            })?;
+        // Passed on as is, except for anything that echoes the key.
+        key.scrub_json(&mut value);
+        Ok(value)
     }
 
     async fn send_idempotent(
@@ -243,12 +251,19 @@ impl GatewayClient {
         key: &ApiKey,
         url: &str,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
+        let budget = self.config.retry.lookup_budget;
+        let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let err = match self.send(key, Method::GET, url, None).await {
-                Ok(ok) => return Ok(ok),
-                Err(e) => e,
+            let remaining = budget.saturating_sub(started.elapsed());
+            let sent = tokio::time::timeout(remaining, self.send(key, Method::GET, url, None));
+            let err = match sent.await {
+                Ok(Ok(ok)) => return Ok(ok),
+                Ok(Err(e)) => e,
+                Err(_) => GatewayError::Timeout {
+                    timeout: started.elapsed(),
+                },
             };
             if !err.is_transient() || attempt >= self.config.retry.max_attempts {
                 return Err(err);
@@ -263,6 +278,9 @@ impl GatewayClient {
                 return Err(err);
             }
             let delay = self.backoff(attempt, &err);
+            if started.elapsed() + delay >= budget {
+                return Err(err);
+            }
             tracing::debug!(attempt, ?delay, "retrying idempotent request: {err}");
             tokio::time::sleep(delay).await;
         }
@@ -359,11 +377,15 @@ fn root_cause(e: &reqwest::Error) -> String {
     }
 }
 
-fn decode_task(status: StatusCode, bytes: &[u8]) -> Result<TaskObject, GatewayError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::Decode {
+fn decode_task(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<TaskObject, GatewayError> {
+    let decode_error = |detail: String| GatewayError::Decode {
         status: status.as_u16(),
-        detail: format!("not JSON ({e}): {}", excerpt(bytes)),
-    })?;
+        detail: key.scrub(&detail),
+    };
+    let mut value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| decode_error(format!("not JSON ({e}): {}", excerpt(bytes))))?;
+    // Nothing the upstream says travels on with the key in it.
+    key.scrub_json(&mut value);
     // Some gateways wrap the object: {"data": {...}}.
     let value = match value {
         Value::Object(mut map) if !map.contains_key("id") && map.contains_key("data") => {
@@ -372,15 +394,12 @@ fn decode_task(status: StatusCode, bytes: &[u8]) -> Result<TaskObject, GatewayEr
         v => v,
     };
     if !value.is_object() {
-        return Err(GatewayError::Decode {
-            status: status.as_u16(),
-            detail: format!("expected a task object: {}", excerpt(bytes)),
-        });
+        return Err(decode_error(format!(
+            "expected a task object: {}",
+            excerpt(bytes)
+        )));
     }
-    serde_json::from_value(value).map_err(|e| GatewayError::Decode {
-        status: status.as_u16(),
-        detail: e.to_string(),
-    })
+    serde_json::from_value(value).map_err(|e| decode_error(e.to_string()))
 }
 
 fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey) -> GatewayError {

@@ -39,6 +39,28 @@ impl ApiKey {
     pub fn scrub(&self, text: &str) -> String {
         scrub(text, &self.0)
     }
+
+    /// Scrubs every string (and object key) inside a JSON value, in place.
+    pub fn scrub_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => {
+                let clean = self.scrub(s);
+                if clean != *s {
+                    *s = clean;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (k, mut v) in entries {
+                    self.scrub_json(&mut v);
+                    map.insert(self.scrub(&k), v);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Removes `secret` and any substring of it at least six characters long from `text`.
@@ -102,6 +124,22 @@ mod tests {
         );
         assert_eq!(scrub("short ABCDE ok", k), "short ABCDE ok");
         assert_eq!(scrub("Bearer sk-live-ABC…", k), "Bearer [redacted]…");
+    }
+
+    #[test]
+    fn scrub_json_cleans_nested_strings_and_keys() {
+        let k = ApiKey::new("sk-live-ABCDEFGHIJ0123456789").unwrap();
+        let mut v = serde_json::json!({
+            "balance": 5,
+            "echo": {"authorization": "Bearer sk-live-ABCDEFGHIJ0123456789"},
+            "list": ["ok", "ABCDEFGHIJ"],
+            "sk-live-ABCDEFGHIJ0123456789": true
+        });
+        k.scrub_json(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("ABCDEFG"), "{text}");
+        assert_eq!(v["balance"], 5);
+        assert_eq!(v["echo"]["authorization"], "Bearer [redacted]");
     }
 
     #[test]
