@@ -22,6 +22,13 @@ pub enum GatewayError {
         /// Over HTTP the caller may send its own key in a header.
         header_hint: bool,
     },
+    /// Over HTTP the operator requires each caller to send its own key, and
+    /// this caller sent none (or one that is not usable).
+    #[error("this server requires the caller's own HeyGen API key")]
+    CallerKeyRequired {
+        /// A header was sent but could not be used (blank, not ASCII).
+        unusable: bool,
+    },
     /// A task id that does not match the allowlist; never sent upstream.
     #[error("invalid task id: {reason}")]
     InvalidTaskId { reason: String },
@@ -55,6 +62,7 @@ impl GatewayError {
         matches!(
             self,
             GatewayError::MissingKey { .. }
+                | GatewayError::CallerKeyRequired { .. }
                 | GatewayError::InvalidTaskId { .. }
                 | GatewayError::Connect { .. }
         )
@@ -114,6 +122,18 @@ impl GatewayError {
                     );
                 }
                 return m;
+            }
+            GatewayError::CallerKeyRequired { unusable } => {
+                let why = if *unusable {
+                    "the X-HeyGen-Api-Key header this request sent is blank or not plain ASCII"
+                } else {
+                    "this server spends each caller's own credits, and this request sent no key"
+                };
+                return format!(
+                    "{what}: {why}. Add the header X-HeyGen-Api-Key: <your task-API key> to this \
+                     server's entry in your MCP client's configuration (the \"headers\" block \
+                     next to its URL), then reconnect."
+                );
             }
             GatewayError::InvalidTaskId { reason } => {
                 return format!(
@@ -337,6 +357,18 @@ mod tests {
                 !e.user_message(Operation::Create).contains("may already"),
                 "{e:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_required_caller_key_is_asked_for_as_a_header_not_an_env_var() {
+        for unusable in [false, true] {
+            let m = GatewayError::CallerKeyRequired { unusable }.user_message(Operation::Create);
+            assert!(
+                m.contains("X-HeyGen-Api-Key") && m.contains("headers"),
+                "{m}"
+            );
+            assert!(!m.contains("HEYGEN_API_KEY"), "{m}");
         }
     }
 
