@@ -29,11 +29,21 @@ fn main() -> ExitCode {
     for w in &settings.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
-        .enable_all()
-        .build()
-    {
+    // stdio serves one client: a single-threaded runtime answers it without
+    // waking threads for every message (the reactor still overlaps calls;
+    // blocking work goes to tokio's blocking pool). HTTP serves many clients
+    // on all cores.
+    let runtime = if settings.http.is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("heygen-video-mcp: could not start the async runtime: {e}");

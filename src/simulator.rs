@@ -28,7 +28,7 @@
 //! The key is never logged; tests read request counters and the keys seen.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -60,6 +60,8 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// How long result links stay valid after creation.
     pub link_ttl: Duration,
+    /// Credits every key starts with (a create costs 5).
+    pub start_balance: i64,
 }
 
 impl Default for SimConfig {
@@ -68,6 +70,7 @@ impl Default for SimConfig {
             render_time: Duration::from_secs(12),
             api_key: None,
             link_ttl: Duration::from_secs(24 * 3600),
+            start_balance: START_BALANCE,
         }
     }
 }
@@ -106,7 +109,7 @@ struct Inner {
     balances: HashMap<String, i64>,
     prompt_429: HashMap<String, u64>,
     counts: HashMap<String, u64>,
-    seen: Vec<SeenRequest>,
+    seen: VecDeque<SeenRequest>,
 }
 
 /// Shared state of a running simulator; also what tests inspect.
@@ -129,7 +132,7 @@ impl SimState {
 
     /// Every request seen so far, oldest first (at most the last 10,000).
     pub fn requests(&self) -> Vec<SeenRequest> {
-        self.lock().seen.clone()
+        self.lock().seen.iter().cloned().collect()
     }
 
     /// Number of tasks created.
@@ -148,9 +151,9 @@ impl SimState {
         let mut inner = self.lock();
         *inner.counts.entry(endpoint.to_string()).or_default() += 1;
         if inner.seen.len() >= 10_000 {
-            inner.seen.remove(0);
+            inner.seen.pop_front();
         }
-        inner.seen.push(SeenRequest {
+        inner.seen.push_back(SeenRequest {
             method: method.into(),
             path: path.into(),
             key: bearer(headers),
@@ -513,7 +516,10 @@ async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
     }
     {
         let mut inner = state.lock();
-        let balance = inner.balances.entry(key.clone()).or_insert(START_BALANCE);
+        let balance = inner
+            .balances
+            .entry(key.clone())
+            .or_insert(state.config.start_balance);
         if *balance < CREDIT_COST {
             drop(inner);
             return error(
@@ -714,11 +720,12 @@ async fn credits(State(state): State<Arc<SimState>>, headers: HeaderMap) -> Resp
         Ok(k) => k,
         Err(r) => return r,
     };
-    let balance = *state.lock().balances.get(&key).unwrap_or(&START_BALANCE);
+    let start = state.config.start_balance;
+    let balance = *state.lock().balances.get(&key).unwrap_or(&start);
     Json(json!({
         "object": "account.credits",
         "balance": balance,
-        "used": START_BALANCE - balance,
+        "used": start - balance,
         "currency": "credits"
     }))
     .into_response()

@@ -253,6 +253,7 @@ async fn an_expired_link_gets_a_clear_error_without_a_stack_of_retries() {
         render_time: Duration::from_secs(1),
         api_key: Some(TEST_KEY.into()),
         link_ttl: Duration::ZERO,
+        ..SimConfig::default()
     })
     .await;
     let c = child(&sim, &[]).await;

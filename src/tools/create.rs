@@ -70,7 +70,8 @@ fn orientation_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Orient
             "landscape" => Ok(Some(Orientation::Landscape)),
             "portrait" => Ok(Some(Orientation::Portrait)),
             _ => Err(serde::de::Error::custom(format!(
-                "orientation must be \"landscape\" or \"portrait\" (or omitted), got {s:?}"
+                "orientation must be \"landscape\" or \"portrait\" (or omitted), got {:?}",
+                super::excerpt(s)
             ))),
         },
     }

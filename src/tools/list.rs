@@ -111,7 +111,8 @@ fn status_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StatusFilte
     serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| {
         serde::de::Error::custom(format!(
             "status must be one of running, pending, processing, completed, failed, cancelled, \
-             unknown (or omitted), got {s:?}"
+             unknown (or omitted), got {:?}",
+            super::excerpt(&s)
         ))
     })
 }

@@ -165,6 +165,16 @@ impl VideoServer {
     }
 }
 
+/// At most 80 characters of a caller's value, for error messages: a bad
+/// argument is named, never echoed back whole (it may be megabytes).
+pub(crate) fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(80).collect();
+    if s.chars().nth(80).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// All tools, built once per process.
 pub fn router() -> &'static ToolRouter<VideoServer> {
     static ROUTER: OnceLock<ToolRouter<VideoServer>> = OnceLock::new();

@@ -50,7 +50,8 @@ fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Er
     match secs {
         Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(s.ceil().min(f64::from(u32::MAX)) as u32)),
         _ => Err(serde::de::Error::custom(format!(
-            "wait_seconds must be a number of seconds, 0 or more (e.g. 30), got {v}"
+            "wait_seconds must be a number of seconds, 0 or more (e.g. 30), got {}",
+            super::excerpt(&v.to_string())
         ))),
     }
 }

@@ -24,6 +24,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
+    serve::ListenerExt,
 };
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::{
@@ -176,10 +177,13 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
         .with_cancellation_token(service_ct.child_token());
     let factory_state = state.clone();
     let factory = move || Ok(VideoServer::new(factory_state.clone()));
-    let mcp = if settings.legacy_sessions {
+    let sessions = settings
+        .legacy_sessions
+        .then(|| Arc::new(LocalSessionManager::default()));
+    let mcp = if let Some(manager) = &sessions {
         Router::new().nest_service(
             "/mcp",
-            StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config),
+            StreamableHttpService::new(factory, manager.clone(), config),
         )
     } else {
         Router::new().nest_service(
@@ -195,7 +199,15 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
             "/healthz",
             get(move || {
                 let d = health_drain.clone();
-                async move { health(&d) }
+                let s = sessions.clone();
+                async move {
+                    // Only counts: no ids, no keys.
+                    let live = match &s {
+                        Some(m) => Some(m.sessions.read().await.len()),
+                        None => None,
+                    };
+                    health(&d, live)
+                }
             }),
         )
         .merge(mcp)
@@ -203,7 +215,9 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
     HttpApp { router, drain }
 }
 
-fn health(drain: &Drain) -> Response {
+/// `/healthz`: status, identity, and two counters for operators and load
+/// tests (calls in flight, live legacy sessions; `null` when sessions are off).
+fn health(drain: &Drain, sessions: Option<usize>) -> Response {
     if drain.is_draining() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -216,8 +230,10 @@ fn health(drain: &Drain) -> Response {
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
             format!(
-                r#"{{"status":"ok","name":"heygen-video-mcp","version":"{}"}}"#,
-                env!("CARGO_PKG_VERSION")
+                r#"{{"status":"ok","name":"heygen-video-mcp","version":"{}","in_flight":{},"sessions":{}}}"#,
+                env!("CARGO_PKG_VERSION"),
+                drain.in_flight(),
+                sessions.map_or_else(|| "null".to_string(), |n| n.to_string())
             ),
         )
             .into_response()
@@ -437,6 +453,13 @@ pub async fn serve(
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|e| format!("could not read the bound address: {e}"))?;
+    // Small JSON answers and SSE events must not wait for Nagle's algorithm
+    // (a 40 ms stall per response against a client's delayed ACK).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("could not set TCP_NODELAY: {e}");
+        }
+    });
     let app = build(state, &settings);
     eprintln!("listening on http://{addr}/mcp");
     if settings.auth_tokens.is_empty() {

@@ -1,0 +1,1307 @@
+//! The fault matrix: every upstream fault of UPSTREAM.md × every tool it can
+//! affect, over stdio (the binary driven with raw JSON-RPC lines, every stdout
+//! line recorded) and over Streamable HTTP (the binary with
+//! `--http 127.0.0.1:0`, rmcp's client on both protocol revisions).
+//!
+//! For each case: the result is `isError` with the advice of UPSTREAM.md's
+//! error table (or the correct non-error where the fault is tolerable), the
+//! money rule is stated exactly when a create may have reached the upstream,
+//! create is sent exactly once where UPSTREAM.md says so (429 and nothing
+//! else may be resent), idempotent lookups are retried as documented, and
+//! afterwards the server is still up and a good request succeeds. Over the
+//! whole run, the API key appears in no result, no stdout line and no stderr
+//! line (the child logs at `debug`).
+//!
+//! The faults come from the simulator's prompt markers (create and status
+//! lookups) and, for `get_credits`, whose request carries no prompt, from a
+//! small stand-in upstream below that picks the fault from its path prefix.
+//! Every case runs concurrently with the others on its transport; timeouts
+//! are short (`--request-timeout 1`, `--retry-max-delay 1`), so the whole
+//! matrix takes well under a minute.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::future::join_all;
+use harness::{
+    HttpClient, HttpServer, Spawn, StdioServer, http_call, is_error, legacy_client, modern_client,
+    nonce, text_of,
+};
+use heygen_video_mcp::simulator::{SimConfig, Simulator};
+use serde_json::{Value, json};
+
+/// The only key the simulator accepts; it must never appear in any output.
+const KEY: &str = "fm-key-5d2a9c71e0b84f36aa";
+/// A key the simulator refuses (401); it must never appear either.
+const WRONG_KEY: &str = "fm-wrong-key-77e1c0a9d4b2cc";
+const BIN: &str = env!("CARGO_BIN_EXE_heygen-video-mcp");
+/// Short timeouts so slow and retried faults finish fast. With
+/// `--max-retries 3` an idempotent lookup makes at most 4 attempts.
+const SERVER_ARGS: &[&str] = &[
+    "--request-timeout",
+    "1",
+    "--retry-max-delay",
+    "1",
+    "--max-retries",
+    "3",
+    "--poll-interval",
+    "0.2",
+    "--download-deadline",
+    "10",
+];
+const ATTEMPTS: u64 = 4;
+const CALL_TIMEOUT: Duration = Duration::from_secs(40);
+const MONEY: &str = "may already have been created";
+
+// ---------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy)]
+enum Tool {
+    /// `create_video` with the markers in its prompt.
+    Create,
+    /// A good create with the markers, then `get_video_status`.
+    Status,
+    /// The same with `wait_seconds`.
+    Wait(u32),
+    /// `get_video_status` of an id that does not exist.
+    StatusUnknownId,
+    /// A good create with the markers, then `download_video`.
+    Download,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// `isError: true`, text containing every phrase; `money`: whether the
+    /// money rule ("may already have been created") must (or must not) be there.
+    Error {
+        says: &'static [&'static str],
+        money: bool,
+    },
+    /// A normal result; `status` one of these when given; text containing every phrase.
+    Ok {
+        status: &'static [&'static str],
+        says: &'static [&'static str],
+    },
+}
+
+/// How many requests of a kind the upstream must have seen for the case.
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    Exactly(u64),
+    Any,
+}
+
+type Extra = fn(&Value) -> Result<(), String>;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    name: &'static str,
+    tool: Tool,
+    markers: &'static str,
+    /// Pause between the create and the checked call (lets a short render finish).
+    settle_ms: u64,
+    expect: Expect,
+    /// Create requests with this case's prompt.
+    creates: Count,
+    /// Status lookups of this case's task.
+    gets: Count,
+    extra: Option<Extra>,
+}
+
+const fn err(says: &'static [&'static str], money: bool) -> Expect {
+    Expect::Error { says, money }
+}
+
+const fn ok(status: &'static [&'static str], says: &'static [&'static str]) -> Expect {
+    Expect::Ok { status, says }
+}
+
+const fn case(name: &'static str, tool: Tool, markers: &'static str, expect: Expect) -> Case {
+    Case {
+        name,
+        tool,
+        markers,
+        settle_ms: 0,
+        expect,
+        creates: Count::Exactly(1),
+        gets: Count::Any,
+        extra: None,
+    }
+}
+
+impl Case {
+    const fn creates(mut self, c: Count) -> Self {
+        self.creates = c;
+        self
+    }
+    const fn gets(mut self, n: u64) -> Self {
+        self.gets = Count::Exactly(n);
+        self
+    }
+    const fn settle(mut self, ms: u64) -> Self {
+        self.settle_ms = ms;
+        self
+    }
+    const fn extra(mut self, f: Extra) -> Self {
+        self.extra = Some(f);
+        self
+    }
+}
+
+const RUNNING: &[&str] = &["pending", "processing"];
+const KEY_ADVICE: &[&str] = &["HTTP 401", "HEYGEN_API_KEY"];
+const UNAVAILABLE: &[&str] = &["temporarily unavailable"];
+const NOT_FOUND: &[&str] = &[
+    "HTTP 404",
+    "task_id is wrong, or the task belongs to another",
+];
+const TIMEOUT: &[&str] = &["did not answer within 1 s"];
+const UNREADABLE: &[&str] = &["could not be read"];
+const BROKE: &[&str] = &["connection to the upstream broke"];
+
+fn upstream_is_rendering(sc: &Value) -> Result<(), String> {
+    (sc["structuredContent"]["upstream_status"] == "rendering")
+        .then_some(())
+        .ok_or_else(|| "upstream_status is not the raw \"rendering\"".into())
+}
+
+fn has_video_url(sc: &Value) -> Result<(), String> {
+    sc["structuredContent"]["video_urls"][0]
+        .as_str()
+        .filter(|u| u.contains("/files/"))
+        .map(|_| ())
+        .ok_or_else(|| "no video URL".into())
+}
+
+fn has_failure(sc: &Value) -> Result<(), String> {
+    (sc["structuredContent"]["error"]["code"] == "render_failed")
+        .then_some(())
+        .ok_or_else(|| "the failure's error object is missing".into())
+}
+
+fn cases() -> Vec<Case> {
+    use Tool::*;
+    vec![
+        // ---- create_video: refused before anything was created (never resent) ----
+        case("create 401", Create, "[401]", err(KEY_ADVICE, false)),
+        case(
+            "create 402",
+            Create,
+            "[402]",
+            err(&["HTTP 402", "top up credits"], false),
+        ),
+        case(
+            "create 422 model_not_found",
+            Create,
+            "[422:model_not_found]",
+            err(
+                &[
+                    "HTTP 422",
+                    "model_not_found",
+                    "does not offer the heygen-video-agent",
+                ],
+                false,
+            ),
+        ),
+        case(
+            "create 422 no_compatible_channel",
+            Create,
+            "[422:no_compatible_channel]",
+            err(
+                &[
+                    "HTTP 422",
+                    "no_compatible_channel",
+                    "no capacity",
+                    "try again",
+                ],
+                false,
+            ),
+        ),
+        case(
+            "create 422 invalid_file_type",
+            Create,
+            "[422:invalid_file_type]",
+            err(&["HTTP 422", "invalid_file_type", "file type"], false),
+        ),
+        case(
+            "create 422 invalid_image_url",
+            Create,
+            "[422:invalid_image_url]",
+            err(
+                &["HTTP 422", "invalid_image_url", "could not be fetched"],
+                false,
+            ),
+        ),
+        case(
+            "create 422 other code",
+            Create,
+            "[422:invalid_parameter]",
+            err(&["HTTP 422", "invalid_parameter", "fix the field"], false),
+        ),
+        case(
+            "create 422 echoing the key",
+            Create,
+            "[echo-key]",
+            err(&["HTTP 422", "[redacted]"], false),
+        ),
+        // ---- create_video: 429 is the one refusal that may be resent ----
+        case(
+            "create 429 with Retry-After",
+            Create,
+            "[429]",
+            err(&["HTTP 429", "wait 1 s (Retry-After)"], false),
+        )
+        .creates(Count::Exactly(ATTEMPTS)),
+        case(
+            "create 429 without Retry-After",
+            Create,
+            "[429-bare]",
+            err(&["HTTP 429", "about 30 s"], false),
+        )
+        .creates(Count::Exactly(ATTEMPTS)),
+        case(
+            "create 429 once, then accepted",
+            Create,
+            "[429x:1]",
+            ok(RUNNING, &["Video task created"]),
+        )
+        .creates(Count::Exactly(2)),
+        // ---- create_video: may have reached the upstream → exactly once + money rule ----
+        case(
+            "create 500",
+            Create,
+            "[500]",
+            err(&["HTTP 500", "temporarily unavailable"], true),
+        ),
+        case(
+            "create 502 (HTML body)",
+            Create,
+            "[502]",
+            err(
+                &["HTTP 502", "502 Bad Gateway", "temporarily unavailable"],
+                true,
+            ),
+        ),
+        case(
+            "create 503",
+            Create,
+            "[503]",
+            err(&["HTTP 503", "temporarily unavailable"], true),
+        ),
+        case(
+            "create slower than the timeout",
+            Create,
+            "[slow:3]",
+            err(TIMEOUT, true),
+        ),
+        case(
+            "create non-JSON body",
+            Create,
+            "[garbage]",
+            err(UNREADABLE, true),
+        ),
+        case(
+            "create dropped connection",
+            Create,
+            "[drop]",
+            err(BROKE, true),
+        ),
+        case(
+            "create truncated JSON",
+            Create,
+            "[truncated]",
+            err(UNREADABLE, true),
+        ),
+        case(
+            "create answer without optional fields",
+            Create,
+            "[minimal]",
+            ok(RUNNING, &["Video task created"]),
+        ),
+        case(
+            "create good",
+            Create,
+            "",
+            ok(RUNNING, &["Video task created"]),
+        ),
+        // ---- get_video_status ----
+        case(
+            "status of an unknown id",
+            StatusUnknownId,
+            "",
+            err(NOT_FOUND, false),
+        )
+        .creates(Count::Any),
+        case("status 404", Status, "[get:404]", err(NOT_FOUND, false)).gets(1),
+        case("status 401", Status, "[get:401]", err(KEY_ADVICE, false)).gets(1),
+        case(
+            "status 429 with Retry-After",
+            Status,
+            "[get:429]",
+            err(&["HTTP 429", "Rate limited"], false),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status 429 once (retried)",
+            Status,
+            "[get:429:1][after:30]",
+            ok(RUNNING, &[]),
+        )
+        .gets(2),
+        case(
+            "status 500",
+            Status,
+            "[get:500]",
+            err(&["HTTP 500", "temporarily unavailable"], false),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status 502 (HTML body)",
+            Status,
+            "[get:502]",
+            err(
+                &["HTTP 502", "502 Bad Gateway", "temporarily unavailable"],
+                false,
+            ),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status 503",
+            Status,
+            "[get:503]",
+            err(&["HTTP 503", "temporarily unavailable"], false),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status 500 twice (retried)",
+            Status,
+            "[get:500:2][after:30]",
+            ok(RUNNING, &[]),
+        )
+        .gets(3),
+        case(
+            "status slower than the timeout",
+            Status,
+            "[get:slow=3]",
+            err(TIMEOUT, false),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status slow once (retried)",
+            Status,
+            "[get:slow=3:1][after:30]",
+            ok(RUNNING, &[]),
+        )
+        .gets(2),
+        case(
+            "status non-JSON body",
+            Status,
+            "[get:garbage]",
+            err(UNREADABLE, false),
+        )
+        .gets(1),
+        case(
+            "status truncated JSON",
+            Status,
+            "[get:truncated]",
+            err(UNREADABLE, false),
+        )
+        .gets(1),
+        case(
+            "status dropped connection",
+            Status,
+            "[get:drop]",
+            err(BROKE, false),
+        )
+        .gets(ATTEMPTS),
+        case(
+            "status dropped once (retried)",
+            Status,
+            "[get:drop:1][after:30]",
+            ok(RUNNING, &[]),
+        )
+        .gets(2),
+        case(
+            "status unknown value",
+            Status,
+            "[status:rendering][after:30]",
+            ok(&["unknown"], &["rendering"]),
+        )
+        .settle(400)
+        .extra(upstream_is_rendering),
+        case(
+            "status without optional fields",
+            Status,
+            "[minimal][after:30]",
+            ok(RUNNING, &[]),
+        ),
+        case(
+            "status result under output",
+            Status,
+            "[output][after:0.2]",
+            ok(&["completed"], &["/files/"]),
+        )
+        .settle(700)
+        .extra(has_video_url),
+        case(
+            "status failed task (not a tool error)",
+            Status,
+            "[fail][after:0.2]",
+            ok(&["failed"], &["render_failed"]),
+        )
+        .settle(700)
+        .extra(has_failure),
+        // ---- get_video_status with wait_seconds ----
+        case("wait 404", Wait(5), "[get:404]", err(NOT_FOUND, false)).gets(1),
+        case("wait 500", Wait(5), "[get:500]", err(UNAVAILABLE, false)).gets(ATTEMPTS),
+        case(
+            "wait non-JSON body",
+            Wait(5),
+            "[get:garbage]",
+            err(UNREADABLE, false),
+        )
+        .gets(1),
+        case(
+            "wait through 500s",
+            Wait(20),
+            "[get:500:2][after:1]",
+            ok(&["completed"], &["/files/"]),
+        ),
+        case(
+            "wait through a slow answer",
+            Wait(20),
+            "[get:slow=3:1][after:1]",
+            ok(&["completed"], &["/files/"]),
+        ),
+        case(
+            "wait through dropped connections",
+            Wait(20),
+            "[get:drop:2][after:1]",
+            ok(&["completed"], &["/files/"]),
+        ),
+        case(
+            "wait through an unknown status",
+            Wait(20),
+            "[status:rendering][after:1.5]",
+            ok(&["completed"], &["/files/"]),
+        ),
+        case(
+            "wait on a task without optional fields",
+            Wait(20),
+            "[minimal][after:1]",
+            ok(&["completed"], &[]),
+        ),
+        case(
+            "wait ends in failure",
+            Wait(20),
+            "[fail][after:0.5]",
+            ok(&["failed"], &[]),
+        )
+        .extra(has_failure),
+        case(
+            "wait that runs out (not an error)",
+            Wait(1),
+            "[after:30]",
+            ok(RUNNING, &["Still rendering", "this is normal"]),
+        ),
+        // ---- download_video ----
+        case("download 404", Download, "[get:404]", err(NOT_FOUND, false)),
+        case(
+            "download 500",
+            Download,
+            "[get:500]",
+            err(UNAVAILABLE, false),
+        ),
+        case(
+            "download non-JSON status",
+            Download,
+            "[get:garbage]",
+            err(UNREADABLE, false),
+        ),
+        case(
+            "download of a web page",
+            Download,
+            "[after:0.2][file:html]",
+            err(&["web page instead of the video"], false),
+        )
+        .settle(800),
+        case(
+            "download cut short",
+            Download,
+            "[after:0.2][file:truncate]",
+            err(&[], false),
+        )
+        .settle(800),
+        case(
+            "download with an expired signed link",
+            Download,
+            "[after:0.2][link:403]",
+            ok(&["completed"], &["Saved the video to"]),
+        )
+        .settle(800),
+        case(
+            "download good",
+            Download,
+            "[after:0.2]",
+            ok(&["completed"], &["Saved the video to"]),
+        )
+        .settle(800),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// Running a case
+// ---------------------------------------------------------------------------
+
+/// One way of talking to a server.
+enum Conn<'a> {
+    Stdio(&'a StdioServer),
+    Http(&'a HttpClient),
+}
+
+impl Conn<'_> {
+    async fn call(&self, tool: &str, args: Value) -> Result<Value, String> {
+        match self {
+            Conn::Stdio(s) => s.call(tool, args, CALL_TIMEOUT).await,
+            Conn::Http(c) => http_call(c, tool, args, CALL_TIMEOUT).await,
+        }
+    }
+
+    async fn list_tools(&self) -> Result<usize, String> {
+        match self {
+            Conn::Stdio(s) => {
+                let r = s.request("tools/list", json!({}), CALL_TIMEOUT).await?;
+                r["result"]["tools"]
+                    .as_array()
+                    .map(Vec::len)
+                    .ok_or_else(|| format!("tools/list failed: {r}"))
+            }
+            Conn::Http(c) => c
+                .list_all_tools()
+                .await
+                .map(|t| t.len())
+                .map_err(|e| format!("tools/list failed: {e}")),
+        }
+    }
+}
+
+fn creates_of(sim: &Simulator, prompt: &str) -> u64 {
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "POST" && r.body.as_ref().and_then(|b| b["prompt"].as_str()) == Some(prompt)
+        })
+        .count() as u64
+}
+
+fn gets_of(sim: &Simulator, task_id: &str) -> u64 {
+    let path = format!("/v1/tasks/{task_id}");
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == path)
+        .count() as u64
+}
+
+fn check_count(what: &str, want: Count, got: u64) -> Result<(), String> {
+    match want {
+        Count::Exactly(n) if n != got => {
+            Err(format!("{what}: expected {n}, the upstream saw {got}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_expect(case: &Case, r: &Value) -> Result<(), String> {
+    let text = text_of(r);
+    match case.expect {
+        Expect::Error { says, money } => {
+            if !is_error(r) {
+                return Err(format!("expected isError, got {r}"));
+            }
+            if r.get("structuredContent").is_some_and(|v| !v.is_null()) {
+                return Err("an error result carries structuredContent".into());
+            }
+            for s in says {
+                if !text.contains(s) {
+                    return Err(format!("error text lacks {s:?}: {text}"));
+                }
+            }
+            if text.contains(MONEY) != money {
+                return Err(format!(
+                    "the money rule is {} but should {}: {text}",
+                    if money { "missing" } else { "stated" },
+                    if money { "be" } else { "not be" }
+                ));
+            }
+        }
+        Expect::Ok { status, says } => {
+            if is_error(r) {
+                return Err(format!("expected success, got error: {text}"));
+            }
+            let got = r["structuredContent"]["status"]
+                .as_str()
+                .unwrap_or("<none>");
+            if !status.is_empty() && !status.contains(&got) {
+                return Err(format!(
+                    "status {got:?}, expected one of {status:?}: {text}"
+                ));
+            }
+            if r["structuredContent"]["next_step"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                return Err(format!("no next_step: {r}"));
+            }
+            for s in says {
+                if !text.contains(s) {
+                    return Err(format!("text lacks {s:?}: {text}"));
+                }
+            }
+        }
+    }
+    if let Some(extra) = case.extra {
+        extra(r)?;
+    }
+    Ok(())
+}
+
+/// Runs one case; returns every result seen (for the key scan).
+async fn run_case(
+    conn: &Conn<'_>,
+    sim: &Simulator,
+    case: &Case,
+    tag: &str,
+) -> Result<Vec<Value>, String> {
+    let prompt = format!(
+        "fault matrix {tag}: {} {} {}",
+        case.name,
+        nonce(),
+        case.markers
+    );
+    let mut seen = Vec::new();
+    let (task_id, r) = match case.tool {
+        Tool::Create => {
+            let r = conn.call("create_video", json!({"prompt": prompt})).await?;
+            let id = r["structuredContent"]["task_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (id, r)
+        }
+        Tool::StatusUnknownId => {
+            let id = format!("task-unified-0-nosuch{}", nonce());
+            let r = conn
+                .call("get_video_status", json!({"task_id": id}))
+                .await?;
+            (id, r)
+        }
+        Tool::Status | Tool::Wait(_) | Tool::Download => {
+            let created = conn.call("create_video", json!({"prompt": prompt})).await?;
+            if is_error(&created) {
+                return Err(format!("setup create failed: {created}"));
+            }
+            let id = created["structuredContent"]["task_id"]
+                .as_str()
+                .ok_or("no task_id")?
+                .to_string();
+            seen.push(created);
+            tokio::time::sleep(Duration::from_millis(case.settle_ms)).await;
+            let r = match case.tool {
+                Tool::Status => {
+                    conn.call("get_video_status", json!({"task_id": id}))
+                        .await?
+                }
+                Tool::Wait(s) => {
+                    conn.call(
+                        "get_video_status",
+                        json!({"task_id": id, "wait_seconds": s}),
+                    )
+                    .await?
+                }
+                _ => conn.call("download_video", json!({"task_id": id})).await?,
+            };
+            (id, r)
+        }
+    };
+    seen.push(r.clone());
+    check_expect(case, &r)?;
+    if !matches!(case.tool, Tool::StatusUnknownId) {
+        check_count("create requests", case.creates, creates_of(sim, &prompt))?;
+    }
+    if !task_id.is_empty() {
+        check_count("status lookups", case.gets, gets_of(sim, &task_id))?;
+    }
+    Ok(seen)
+}
+
+/// Runs every case concurrently on `conns` (round-robin) and returns all
+/// results; panics with the list of failed cases.
+async fn run_matrix(conns: &[Conn<'_>], sim: &Simulator, transport: &str) -> Vec<Value> {
+    let table = cases();
+    let runs = table.iter().enumerate().map(|(i, case)| {
+        let conn = &conns[i % conns.len()];
+        async move {
+            let tag = format!("{transport}#{}", i % conns.len());
+            (case.name, run_case(conn, sim, case, &tag).await)
+        }
+    });
+    let outcomes = join_all(runs).await;
+    let mut seen = Vec::new();
+    let mut failures = Vec::new();
+    for (name, outcome) in outcomes {
+        match outcome {
+            Ok(values) => seen.extend(values),
+            Err(e) => failures.push(format!("  [{transport}] {name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} fault cases failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+    seen
+}
+
+/// The server still answers, and a good create → status → credits works.
+async fn still_good(conn: &Conn<'_>, tag: &str) {
+    assert!(
+        conn.list_tools()
+            .await
+            .expect("tools/list after the faults")
+            >= 4
+    );
+    let r = conn
+        .call(
+            "create_video",
+            json!({"prompt": format!("after the storm {tag} {}", nonce())}),
+        )
+        .await
+        .expect("create after the faults");
+    assert!(!is_error(&r), "good create after the faults failed: {r}");
+    let id = r["structuredContent"]["task_id"].as_str().unwrap();
+    let s = conn
+        .call("get_video_status", json!({"task_id": id}))
+        .await
+        .unwrap();
+    assert!(!is_error(&s), "good status after the faults failed: {s}");
+    let c = conn.call("get_credits", json!({})).await.unwrap();
+    assert!(!is_error(&c), "good credits after the faults failed: {c}");
+}
+
+/// Every 10-character window of `key` (and the key itself).
+fn fragments(key: &str) -> Vec<String> {
+    let chars: Vec<char> = key.chars().collect();
+    let mut out = vec![key.to_string()];
+    out.extend(chars.windows(10).map(|w| w.iter().collect::<String>()));
+    out
+}
+
+fn assert_no_key(what: &str, lines: &[String], key: &str) {
+    let frags = fragments(key);
+    for line in lines {
+        if let Some(f) = frags.iter().find(|f| line.contains(f.as_str())) {
+            panic!("{what} leaks the API key (fragment {f:?}): {line}");
+        }
+    }
+}
+
+fn results_as_lines(values: &[Value]) -> Vec<String> {
+    values.iter().map(Value::to_string).collect()
+}
+
+fn assert_stdout_is_jsonrpc(lines: &[String]) {
+    for line in lines {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        assert_eq!(v["jsonrpc"], "2.0", "stdout line is not JSON-RPC: {line:?}");
+    }
+}
+
+async fn simulator() -> Simulator {
+    Simulator::start(SimConfig {
+        render_time: Duration::from_secs(1),
+        api_key: Some(KEY.into()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("the simulator binds 127.0.0.1:0")
+}
+
+fn spawn_for(base: &str, key: &str) -> Spawn {
+    Spawn::new(BIN)
+        .upstream(base, key)
+        .args(SERVER_ARGS.iter().copied())
+        .log("debug")
+}
+
+// ---------------------------------------------------------------------------
+// get_credits: a stand-in upstream whose faults are picked by path prefix
+// ---------------------------------------------------------------------------
+
+/// `/{fault}/{n}/v1/account/credits`: the first `n` requests get `fault`,
+/// later ones a normal balance. Counts requests per prefix.
+#[derive(Clone, Default)]
+struct CreditsStandIn {
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl CreditsStandIn {
+    fn count(&self, prefix: &str) -> u64 {
+        self.seen.lock().unwrap().get(prefix).copied().unwrap_or(0)
+    }
+}
+
+fn json_error(status: StatusCode, code: &str, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"error": {"message": format!("{msg} (request_id: standin-42)"), "type": "x", "code": code}})
+            .to_string(),
+    )
+        .into_response()
+}
+
+async fn standin_credits(
+    State(s): State<CreditsStandIn>,
+    Path((fault, n)): Path<(String, u64)>,
+) -> Response {
+    let seen = {
+        let mut m = s.seen.lock().unwrap();
+        let c = m.entry(format!("{fault}/{n}")).or_default();
+        *c += 1;
+        *c
+    };
+    let body = json!({"balance": 42, "currency": "credits"}).to_string();
+    if seen > n {
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    match fault.as_str() {
+        "429" => {
+            let mut r = json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "slow down",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+        "429-bare" => json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "slow down",
+        ),
+        "500" => json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "boom"),
+        "502" => (
+            StatusCode::BAD_GATEWAY,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+        )
+            .into_response(),
+        "503" => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "busy",
+        ),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        "garbage" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html>OK</html>",
+        )
+            .into_response(),
+        "truncated" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body[..body.len() / 2].to_string(),
+        )
+            .into_response(),
+        "drop" => {
+            let stream = futures::stream::once(async {
+                Err::<Bytes, std::io::Error>(std::io::Error::other("simulated drop"))
+            });
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        _ => json_error(StatusCode::INTERNAL_SERVER_ERROR, "unknown_fault", "?"),
+    }
+}
+
+async fn start_standin() -> (String, CreditsStandIn, tokio::task::JoinHandle<()>) {
+    let state = CreditsStandIn::default();
+    let app = Router::new()
+        .route("/{fault}/{n}/v1/account/credits", get(standin_credits))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), state, handle)
+}
+
+/// (fault, requests the first call makes, advice)
+const CREDIT_FAULTS: &[(&str, u64, &[&str])] = &[
+    ("429", ATTEMPTS, &["HTTP 429", "wait 1 s (Retry-After)"]),
+    ("429-bare", ATTEMPTS, &["HTTP 429", "about 30 s"]),
+    (
+        "500",
+        ATTEMPTS,
+        &["HTTP 500", "temporarily unavailable", "standin-42"],
+    ),
+    (
+        "502",
+        ATTEMPTS,
+        &["HTTP 502", "502 Bad Gateway", "temporarily unavailable"],
+    ),
+    ("503", ATTEMPTS, &["HTTP 503", "temporarily unavailable"]),
+    ("slow", ATTEMPTS, TIMEOUT),
+    ("drop", ATTEMPTS, BROKE),
+    ("garbage", 1, UNREADABLE),
+    ("truncated", 1, UNREADABLE),
+];
+
+/// One server (of the given transport) per credits fault, plus one with a
+/// wrong key (401 on every tool) and one with a wrong base path (404).
+async fn per_server_faults(http: bool, sim: &Simulator) {
+    let (standin, counts, _h) = start_standin().await;
+    let transport = if http { "http" } else { "stdio" };
+
+    let credit_runs = CREDIT_FAULTS.iter().map(|(fault, n, says)| {
+        let base = format!("{standin}/{fault}/{n}");
+        let counts = counts.clone();
+        async move {
+            let spec = spawn_for(&base, KEY);
+            let check = async move |conn: Conn<'_>| {
+                let first = conn.call("get_credits", json!({})).await?;
+                let text = text_of(&first);
+                if !is_error(&first) {
+                    return Err(format!("expected isError, got {first}"));
+                }
+                for s in *says {
+                    if !text.contains(s) {
+                        return Err(format!("text lacks {s:?}: {text}"));
+                    }
+                }
+                let attempts = counts.count(&format!("{fault}/{n}"));
+                if attempts != *n {
+                    return Err(format!(
+                        "expected {n} attempts, the upstream saw {attempts}"
+                    ));
+                }
+                let again = conn.call("get_credits", json!({})).await?;
+                if is_error(&again) || again["structuredContent"]["credits"]["balance"] != 42 {
+                    return Err(format!("the next get_credits did not succeed: {again}"));
+                }
+                Ok(vec![first, again])
+            };
+            let (outcome, logs) = with_server(http, &spec, check).await;
+            (format!("get_credits {fault}"), outcome, logs)
+        }
+    });
+
+    let wrong_key = async {
+        let spec = spawn_for(&sim.base_url(), WRONG_KEY);
+        let prompt = format!("wrong key {transport} {}", nonce());
+        let check = {
+            let prompt = prompt.clone();
+            async move |conn: Conn<'_>| {
+                let mut seen = Vec::new();
+                for (tool, args) in [
+                    ("create_video", json!({"prompt": prompt})),
+                    ("get_video_status", json!({"task_id": "task-unified-1-abc"})),
+                    (
+                        "get_video_status",
+                        json!({"task_id": "task-unified-1-abc", "wait_seconds": 3}),
+                    ),
+                    ("get_credits", json!({})),
+                    ("download_video", json!({"task_id": "task-unified-1-abc"})),
+                ] {
+                    let r = conn.call(tool, args).await?;
+                    let text = text_of(&r);
+                    if !is_error(&r) || !KEY_ADVICE.iter().all(|s| text.contains(s)) {
+                        return Err(format!("{tool}: expected the 401 advice, got {r}"));
+                    }
+                    if text.contains(MONEY) {
+                        return Err(format!("{tool}: a 401 states the money rule: {text}"));
+                    }
+                    seen.push(r);
+                }
+                Ok(seen)
+            }
+        };
+        let (outcome, logs) = with_server(http, &spec, check).await;
+        let sent = creates_of(sim, &prompt);
+        let outcome = outcome.and_then(|v| {
+            (sent == 1)
+                .then_some(v)
+                .ok_or_else(|| format!("create with a rejected key sent {sent} times"))
+        });
+        ("wrong key (401 everywhere)".to_string(), outcome, logs)
+    };
+
+    let wrong_base = async {
+        let spec = spawn_for(&format!("{}/nope", sim.base_url()), KEY);
+        let check = async move |conn: Conn<'_>| {
+            let mut seen = Vec::new();
+            for (tool, args) in [
+                (
+                    "create_video",
+                    json!({"prompt": format!("wrong base {}", nonce())}),
+                ),
+                ("get_credits", json!({})),
+            ] {
+                let r = conn.call(tool, args).await?;
+                let text = text_of(&r);
+                if !is_error(&r) || !text.contains("HTTP 404") || !text.contains("HEYGEN_API_BASE")
+                {
+                    return Err(format!("{tool}: expected the 404 endpoint advice, got {r}"));
+                }
+                seen.push(r);
+            }
+            Ok(seen)
+        };
+        let (outcome, logs) = with_server(http, &spec, check).await;
+        ("wrong base URL (404)".to_string(), outcome, logs)
+    };
+
+    // list_videos: re-checks that fail upstream leave a normal answer with
+    // the last known state, and a create that may have happened is listed as
+    // unconfirmed (its own server, so no other case's tasks are listed).
+    let list = async {
+        let spec = spawn_for(&sim.base_url(), KEY);
+        let check = async move |conn: Conn<'_>| {
+            let mut seen = Vec::new();
+            let created = conn
+                .call(
+                    "create_video",
+                    json!({"prompt": format!("list {} [get:500][after:30]", nonce())}),
+                )
+                .await?;
+            let id = created["structuredContent"]["task_id"]
+                .as_str()
+                .ok_or_else(|| format!("create failed: {created}"))?
+                .to_string();
+            let maybe = conn
+                .call(
+                    "create_video",
+                    json!({"prompt": format!("list {} [503]", nonce())}),
+                )
+                .await?;
+            if !text_of(&maybe).contains(MONEY) {
+                return Err(format!("no money rule on a 503 create: {maybe}"));
+            }
+            let listed = conn.call("list_videos", json!({"refresh": true})).await?;
+            let text = text_of(&listed);
+            let sc = &listed["structuredContent"];
+            if is_error(&listed)
+                || !text.contains("re-checking failed")
+                || !text.contains(&id)
+                || sc["videos"].as_array().map(Vec::len) != Some(1)
+                || sc["unconfirmed"].as_array().map(Vec::len) != Some(1)
+            {
+                return Err(format!(
+                    "list_videos should list the video with its last known state, note the \
+                     failed re-check and the unconfirmed create: {listed}"
+                ));
+            }
+            seen.extend([created, maybe, listed]);
+            Ok(seen)
+        };
+        let (outcome, logs) = with_server(http, &spec, check).await;
+        (
+            "list_videos with failing re-checks".to_string(),
+            outcome,
+            logs,
+        )
+    };
+
+    let (credit, wk, wb, ls) = tokio::join!(join_all(credit_runs), wrong_key, wrong_base, list);
+    let mut failures = Vec::new();
+    for (name, outcome, logs) in credit.into_iter().chain([wk, wb, ls]) {
+        match outcome {
+            Ok(values) => {
+                for key in [KEY, WRONG_KEY] {
+                    assert_no_key(
+                        &format!("[{transport}] {name}: a result"),
+                        &results_as_lines(&values),
+                        key,
+                    );
+                    assert_no_key(
+                        &format!("[{transport}] {name}: the server's output"),
+                        &logs,
+                        key,
+                    );
+                }
+            }
+            Err(e) => failures.push(format!("  [{transport}] {name}: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "per-server fault cases failed:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Starts a server (stdio or HTTP with a 2026-07-28 client), runs `check`,
+/// checks the server is still alive and answers `tools/list`, and returns
+/// the outcome with every stdout/stderr line of the server.
+async fn with_server<F>(
+    http: bool,
+    spec: &Spawn,
+    check: F,
+) -> (Result<Vec<Value>, String>, Vec<String>)
+where
+    F: AsyncFnOnce(Conn<'_>) -> Result<Vec<Value>, String>,
+{
+    if http {
+        let server = HttpServer::spawn(spec).await;
+        let client = modern_client(&server.url).await.expect("client connects");
+        let mut outcome = check(Conn::Http(&client)).await;
+        if outcome.is_ok() {
+            if let Err(e) = Conn::Http(&client).list_tools().await {
+                outcome = Err(format!("after the fault: {e}"));
+            }
+            if !server.alive() {
+                outcome = Err("the server died".into());
+            }
+        }
+        let _ = client.cancel().await;
+        let logs = server.stderr.snapshot();
+        server.stop().await;
+        (outcome, logs)
+    } else {
+        let server = StdioServer::legacy(spec).await;
+        let mut outcome = check(Conn::Stdio(&server)).await;
+        if outcome.is_ok() {
+            if let Err(e) = Conn::Stdio(&server).list_tools().await {
+                outcome = Err(format!("after the fault: {e}"));
+            }
+            if !server.alive() {
+                outcome = Err("the server died".into());
+            }
+        }
+        let mut logs = server.stderr.snapshot();
+        let stdout = server.stdout.snapshot();
+        assert_stdout_is_jsonrpc(&stdout);
+        logs.extend(stdout);
+        server.close().await;
+        (outcome, logs)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_over_stdio() {
+    let sim = simulator().await;
+    let spec = spawn_for(&sim.base_url(), KEY);
+    // Two clients, one per protocol revision, share the matrix.
+    let legacy = StdioServer::legacy(&spec).await;
+    let modern = StdioServer::modern(&spec).await;
+    let conns = [Conn::Stdio(&legacy), Conn::Stdio(&modern)];
+    let seen = tokio::join!(
+        run_matrix(&conns, &sim, "stdio"),
+        per_server_faults(false, &sim)
+    )
+    .0;
+    for c in &conns {
+        still_good(c, "stdio").await;
+    }
+    for server in [&legacy, &modern] {
+        assert!(server.alive(), "the stdio server died");
+    }
+    assert_no_key("a tool result", &results_as_lines(&seen), KEY);
+    for server in [legacy, modern] {
+        let stdout = server.stdout.snapshot();
+        let stderr = server.stderr.snapshot();
+        assert_stdout_is_jsonrpc(&stdout);
+        assert_no_key("stdout", &stdout, KEY);
+        assert_no_key("stderr", &stderr, KEY);
+        // The scan means something only if the debug log was captured.
+        assert!(
+            stderr.len() > 50,
+            "too little stderr captured: {}",
+            stderr.len()
+        );
+        assert!(
+            !stderr.iter().any(|l| l.contains("panicked")),
+            "the server panicked:\n{}",
+            stderr.join("\n")
+        );
+        server.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_matrix_over_http() {
+    let sim = simulator().await;
+    let spec = spawn_for(&sim.base_url(), KEY);
+    let server = HttpServer::spawn(&spec).await;
+    let modern = modern_client(&server.url).await.unwrap();
+    let legacy = legacy_client(&server.url).await.unwrap();
+    let conns = [Conn::Http(&modern), Conn::Http(&legacy)];
+    let seen = tokio::join!(
+        run_matrix(&conns, &sim, "http"),
+        per_server_faults(true, &sim)
+    )
+    .0;
+    for c in &conns {
+        still_good(c, "http").await;
+    }
+    assert!(server.alive(), "the HTTP server died");
+    assert_no_key("a tool result", &results_as_lines(&seen), KEY);
+    let _ = legacy.cancel().await;
+    let _ = modern.cancel().await;
+    let stderr = server.stderr.snapshot();
+    assert_no_key("stderr", &stderr, KEY);
+    assert!(
+        stderr.len() > 50,
+        "too little stderr captured: {}",
+        stderr.len()
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("panicked")),
+        "the server panicked:\n{}",
+        stderr.join("\n")
+    );
+    server.stop().await;
+}
