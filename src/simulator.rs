@@ -22,7 +22,7 @@
 //!   (chunked, no Content-Length), `[file:empty]` (200 with an empty body),
 //!   `[file:html]` (200 with a web page instead of the video);
 //! - on status lookups: `[get:FAULT]` or `[get:FAULT:N]` (only the first N
-//!   lookups), FAULT one of 401, 404, 429, 500, 502, 503, garbage, truncated,
+//!   lookups) or `[get:FAULT:afterK]` (every lookup after the first K), FAULT one of 401, 404, 429, 500, 502, 503, garbage, truncated,
 //!   drop, slow=S.
 //!
 //! The key is never logged; tests read request counters and the keys seen.
@@ -89,7 +89,8 @@ struct SimTask {
     minimal: bool,
     link_403_left: u32,
     lookups: u64,
-    get_fault: Option<(String, Option<u64>)>,
+    /// (fault, only the first N affected lookups, skip the first K lookups)
+    get_fault: Option<(String, Option<u64>, u64)>,
     link_version: u64,
     file_fault: Option<String>,
 }
@@ -540,11 +541,14 @@ async fn create(State(state): State<Arc<SimState>>, headers: HeaderMap, body: By
         .unwrap_or(state.config.render_time);
     let get_fault = m.iter().find_map(|x| {
         let rest = x.strip_prefix("get:")?;
-        // get:slow=2:3 / get:500:2 / get:garbage
+        // get:slow=2:3 / get:500:2 / get:garbage / get:slow=5:after1
         let mut parts = rest.splitn(2, ':');
         let fault = parts.next()?.to_string();
-        let times = parts.next().and_then(|n| n.parse().ok());
-        Some((fault, times))
+        let count = parts.next().unwrap_or_default();
+        match count.strip_prefix("after") {
+            Some(k) => Some((fault, None, k.parse().unwrap_or(1))),
+            None => Some((fault, count.parse().ok(), 0)),
+        }
     });
     let task = SimTask {
         id: id.clone(),
@@ -673,8 +677,11 @@ async fn get_task(
         };
         task.lookups += 1;
         let fault = match &task.get_fault {
-            Some((f, None)) => Some(f.clone()),
-            Some((f, Some(n))) if task.lookups <= *n => Some(f.clone()),
+            Some((f, times, skip)) if task.lookups > *skip => match times {
+                None => Some(f.clone()),
+                Some(n) if task.lookups <= skip + n => Some(f.clone()),
+                Some(_) => None,
+            },
             _ => None,
         };
         let snapshot = task.clone();

@@ -555,6 +555,16 @@ fn the_binary_drains_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Kill the child if an assertion fails before it exits on its own.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let guard = KillOnDrop(child.id());
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
         let line = lines.next().expect("server printed its address").unwrap();
@@ -586,6 +596,8 @@ fn the_binary_drains_on_sigterm() {
         assert_eq!(r.is_error, Some(false), "{}", text(&r));
     });
     let status = child.wait().unwrap();
+    // Reaped: its pid may be reused, so the guard must not fire any more.
+    std::mem::forget(guard);
     assert!(status.success(), "{status:?}");
 }
 
@@ -701,4 +713,25 @@ async fn a_task_created_on_one_replica_is_followed_to_its_result_on_another() {
             .is_some()
     );
     assert_eq!(a.sim.state.count("create"), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_caller_key_is_refused_not_replaced_by_the_servers_key() {
+    let server = start(
+        settings(|s| s.caller_keys = CallerKeys::Optional),
+        Some(SERVER_KEY),
+    )
+    .await;
+    let mut h = MODERN_HEADERS.to_vec();
+    h.push(("x-heygen-api-key", "   "));
+    let resp = raw_post(&server, &h, create_call_body()).await;
+    assert_eq!(resp.status(), 200);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("\"isError\":true"), "{body}");
+    assert!(body.contains("X-HeyGen-Api-Key"), "{body}");
+    assert_eq!(
+        server.sim.state.count("create"),
+        0,
+        "the server's key was not used"
+    );
 }

@@ -254,6 +254,40 @@ async fn a_wait_that_runs_out_is_a_normal_still_rendering_result() {
 }
 
 #[tokio::test]
+async fn a_slow_upstream_cannot_carry_a_wait_past_its_bound() {
+    // given a task whose every status lookup after the first hangs for 30 s
+    let sim = start_sim().await;
+    let child = spawn(&sim, FAST).await;
+    let task_id = create(
+        &child.client,
+        "A stuck gateway [after:120] [get:slow=30:after1]",
+    )
+    .await;
+    // when the client waits 2 s
+    let started = Instant::now();
+    let r = call(
+        &child.client,
+        "get_video_status",
+        json!({ "task_id": task_id, "wait_seconds": 2 }),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    // then the wait ends as a normal "still rendering" answer with the last known
+    // state, long before the hanging lookup would have answered
+    assert!(!is_error(&r), "{r}");
+    let sc = expect_ok(&r);
+    assert!(
+        matches!(sc["status"].as_str(), Some("pending" | "processing")),
+        "{sc}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(25),
+        "waited for the slow lookup: {elapsed:?}"
+    );
+    assert!(sim.state.count("get") >= 2, "a second lookup was attempted");
+}
+
+#[tokio::test]
 async fn wait_seconds_over_the_cap_is_clamped_not_refused() {
     let sim = start_sim().await;
     let child = spawn(&sim, FAST).await;

@@ -144,24 +144,25 @@ impl VideoServer {
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ApiKey, GatewayError> {
         let mode = self.state.options.caller_keys;
-        let header_hint = mode != CallerKeys::Off;
         if mode != CallerKeys::Off
             && let Some(parts) = ctx.extensions.get::<http::request::Parts>()
-            && let Some(key) = parts
-                .headers
-                .get(CALLER_KEY_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(ApiKey::new)
+            && let Some(raw) = parts.headers.get(CALLER_KEY_HEADER)
         {
-            return Ok(key);
+            // A header that is present but unusable is an error, never a silent
+            // fallback to the server's key (that would spend the operator's credits).
+            return raw
+                .to_str()
+                .ok()
+                .and_then(ApiKey::new)
+                .ok_or(GatewayError::CallerKeyRequired { unusable: true });
         }
-        if mode == CallerKeys::Required {
-            return Err(GatewayError::MissingKey { header_hint: true });
+        match (mode, &self.state.server_key) {
+            (CallerKeys::Required, _) => Err(GatewayError::CallerKeyRequired { unusable: false }),
+            (_, Some(key)) => Ok(key.clone()),
+            (_, None) => Err(GatewayError::MissingKey {
+                header_hint: mode != CallerKeys::Off,
+            }),
         }
-        self.state
-            .server_key
-            .clone()
-            .ok_or(GatewayError::MissingKey { header_hint })
     }
 }
 

@@ -56,6 +56,9 @@ fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Er
     }
 }
 
+/// How far past `wait_seconds` a slow status lookup may carry a wait.
+const WAIT_GRACE: Duration = Duration::from_secs(5);
+
 /// How a wait ended.
 enum WaitEnd {
     /// Completed, failed or cancelled upstream.
@@ -112,11 +115,26 @@ impl VideoServer {
         // Never a hot loop, whatever the configuration says.
         let interval = options.poll_interval.max(Duration::from_millis(50));
         let mut progress = ProgressReporter::new(ctx, options.progress_heartbeat);
+        // A lookup after the first may not carry the call past its bound: a slow
+        // upstream ends the wait with the last known state instead.
+        let hard_end = deadline + WAIT_GRACE;
+        let mut last: Option<VideoTask> = None;
         loop {
-            let view = tokio::select! {
-                biased;
-                _ = ctx.ct.cancelled() => return Ok(WaitEnd::Cancelled),
-                r = self.lookup_with_key(key, task_id) => r?,
+            let lookup = self.lookup_with_key(key, task_id);
+            let view = match &last {
+                None => tokio::select! {
+                    biased;
+                    _ = ctx.ct.cancelled() => return Ok(WaitEnd::Cancelled),
+                    r = lookup => r?,
+                },
+                Some(previous) => tokio::select! {
+                    biased;
+                    _ = ctx.ct.cancelled() => return Ok(WaitEnd::Cancelled),
+                    r = tokio::time::timeout_at(hard_end, lookup) => match r {
+                        Ok(r) => r?,
+                        Err(_) => return Ok(WaitEnd::RanOut(previous.clone())),
+                    },
+                },
             };
             progress.observe(&view).await;
             if view.status.is_finished() {
@@ -126,6 +144,7 @@ impl VideoServer {
             if now >= deadline {
                 return Ok(WaitEnd::RanOut(view));
             }
+            last = Some(view.clone());
             let next_poll = (now + interval).min(deadline);
             // Sleep until the next poll, sending heartbeats in between.
             loop {
