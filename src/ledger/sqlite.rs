@@ -94,24 +94,21 @@ pub struct SqliteLedger {
 }
 
 impl SqliteLedger {
-    /// A ledger in `path`, opened in the background.
+    /// A ledger in `path`, opened on its own thread at first use, so start-up
+    /// (and a session that never creates a video) pays nothing for it.
     pub fn open(path: PathBuf) -> Self {
-        let ledger = Self {
+        Self {
             target: Target::File(path),
             queue: OnceLock::new(),
-        };
-        let _ = ledger.queue();
-        ledger
+        }
     }
 
     /// A temporary ledger that lives as long as the process (`--simulate`).
     pub fn in_memory() -> Self {
-        let ledger = Self {
+        Self {
             target: Target::Memory,
             queue: OnceLock::new(),
-        };
-        let _ = ledger.queue();
-        ledger
+        }
     }
 
     fn queue(&self) -> Result<&mpsc::Sender<Job>, LedgerError> {
@@ -122,7 +119,7 @@ impl SqliteLedger {
                 std::thread::Builder::new()
                     .name("heygen-ledger".into())
                     .spawn(move || {
-                        let mut db = match open_db(&target) {
+                        let mut db = match open_db_patiently(&target) {
                             Ok(conn) => Db::Open(conn),
                             Err(why) => {
                                 tracing::warn!(
@@ -223,6 +220,28 @@ fn describe(target: &Target) -> String {
 
 /// Creates the parent folder and the file (owner-only on Unix: it holds
 /// prompts), opens it in WAL mode with a busy timeout and brings the schema up.
+/// Opens the ledger, waiting out another process that is creating or
+/// migrating the same file at this very moment (several clients often start
+/// their servers together): SQLite answers "locked" for a journal-mode change
+/// or a schema upgrade without consulting the busy timeout.
+fn open_db_patiently(target: &Target) -> Result<Connection, String> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match open_db(target) {
+            Ok(conn) => return Ok(conn),
+            Err(why)
+                if started.elapsed() < BUSY_TIMEOUT
+                    && (why.contains("locked") || why.contains("busy")) =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            Err(why) => return Err(why),
+        }
+    }
+}
+
 fn open_db(target: &Target) -> Result<Connection, String> {
     let conn = match target {
         Target::Memory => Connection::open_in_memory().map_err(|e| e.to_string())?,
@@ -278,10 +297,24 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         conn.query_row("SELECT count(*) FROM videos LIMIT 1", [], |_| Ok(()))?;
         return Ok(());
     }
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(SCHEMA)?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()
+    // IMMEDIATE: take the write lock first (waiting on the busy timeout), then
+    // re-check, so two processes never migrate the same file at once.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version < SCHEMA_VERSION {
+            conn.execute_batch(SCHEMA)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 fn status_str(s: VideoStatus) -> &'static str {
