@@ -242,7 +242,9 @@ impl GatewayClient {
                 detail: key.scrub(&format!("not JSON ({e}): {}", excerpt(&bytes))),
             })?;
         // Passed on as is, except for anything that echoes the key.
-        key.scrub_json(&mut value);
+        if key.may_appear_in(&bytes) {
+            key.scrub_json(&mut value);
+        }
         Ok(value)
     }
 
@@ -385,7 +387,9 @@ fn decode_task(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<TaskObj
     let mut value: Value = serde_json::from_slice(bytes)
         .map_err(|e| decode_error(format!("not JSON ({e}): {}", excerpt(bytes))))?;
     // Nothing the upstream says travels on with the key in it.
-    key.scrub_json(&mut value);
+    if key.may_appear_in(bytes) {
+        key.scrub_json(&mut value);
+    }
     // Some gateways wrap the object: {"data": {...}}.
     let value = match value {
         Value::Object(mut map) if !map.contains_key("id") && map.contains_key("data") => {

@@ -40,6 +40,28 @@ impl ApiKey {
         scrub(text, &self.0)
     }
 
+    /// Whether `raw` (e.g. an upstream body) may contain the key or a
+    /// fragment of it long enough to be scrubbed. A cheap check that lets the
+    /// common case skip the scrubbing walk; conservative for keys with
+    /// characters JSON might escape.
+    pub fn may_appear_in(&self, raw: &[u8]) -> bool {
+        let key = self.0.as_bytes();
+        if key.len() < MIN_FRAGMENT
+            || !key
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return true;
+        }
+        // One pass over the body: each 6-byte window packed into an integer and
+        // looked up among the key's windows.
+        let pack = |w: &[u8]| w.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        let mut windows: Vec<u64> = key.windows(MIN_FRAGMENT).map(pack).collect();
+        windows.sort_unstable();
+        raw.windows(MIN_FRAGMENT)
+            .any(|r| windows.binary_search(&pack(r)).is_ok())
+    }
+
     /// Scrubs every string (and object key) inside a JSON value, in place.
     pub fn scrub_json(&self, value: &mut serde_json::Value) {
         use serde_json::Value;
@@ -140,6 +162,18 @@ mod tests {
         assert!(!text.contains("ABCDEFG"), "{text}");
         assert_eq!(v["balance"], 5);
         assert_eq!(v["echo"]["authorization"], "Bearer [redacted]");
+    }
+
+    #[test]
+    fn may_appear_in_finds_fragments_and_skips_clean_text() {
+        let k = ApiKey::new("sk-live-ABCDEFGHIJ0123456789").unwrap();
+        assert!(k.may_appear_in(b"xx GHIJ0123 yy"));
+        assert!(!k.may_appear_in(br#"{"id":"task-1","status":"completed"}"#));
+        assert!(
+            ApiKey::new("k/ey+with\"odd")
+                .unwrap()
+                .may_appear_in(b"anything")
+        );
     }
 
     #[test]
