@@ -231,6 +231,25 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub dedupe_window: f64,
+
+    /// HTTP: most video files one caller (one upstream key) may keep in its own
+    /// subfolder of the download folder.
+    #[arg(
+        long,
+        env = "HEYGEN_TENANT_DOWNLOAD_MAX_FILES",
+        default_value_t = crate::tools::download::DEFAULT_TENANT_MAX_FILES,
+        value_name = "N"
+    )]
+    pub tenant_download_max_files: usize,
+
+    /// HTTP: most bytes one caller may keep in its own subfolder of the download folder.
+    #[arg(
+        long,
+        env = "HEYGEN_TENANT_DOWNLOAD_MAX_BYTES",
+        default_value_t = crate::tools::download::DEFAULT_TENANT_MAX_BYTES,
+        value_name = "BYTES"
+    )]
+    pub tenant_download_max_bytes: u64,
 }
 
 /// Validated configuration.
@@ -277,6 +296,9 @@ pub struct ToolSettings {
     pub max_download_bytes: u64,
     /// Identical creates without an idempotency key within this window are one.
     pub dedupe_window: Duration,
+    /// HTTP: per-caller limits of the download folder.
+    pub tenant_download_max_files: usize,
+    pub tenant_download_max_bytes: u64,
 }
 
 /// HTTP settings. `Debug` shows how many caller tokens there are, never them.
@@ -487,6 +509,12 @@ impl Cli {
             return Err("--max-download-bytes must be at least 1".into());
         }
         let dedupe_window = seconds("--dedupe-window", self.dedupe_window, 0.0, 86_400.0)?;
+        if self.tenant_download_max_files == 0 || self.tenant_download_max_bytes == 0 {
+            return Err(
+                "--tenant-download-max-files and --tenant-download-max-bytes must be at least 1"
+                    .into(),
+            );
+        }
         let configured = match &self.download_dir {
             None => None,
             Some(d) if d.as_os_str().is_empty() => None,
@@ -524,6 +552,8 @@ impl Cli {
             download_deadline,
             max_download_bytes: self.max_download_bytes,
             dedupe_window,
+            tenant_download_max_files: self.tenant_download_max_files,
+            tenant_download_max_bytes: self.tenant_download_max_bytes,
         })
     }
 }

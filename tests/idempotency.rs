@@ -304,3 +304,74 @@ async fn keys_and_windows_are_per_api_key() {
     alice.shutdown().await;
     bob.shutdown().await;
 }
+
+/// The same key with other arguments at the same moment is a key conflict,
+/// exactly as it is one after the other: never the other call's video.
+async fn same_key_other_arguments_at_once(args: &[&str]) {
+    let sim = start_sim().await;
+    let c = child(&sim, args).await;
+    let (first, second) = tokio::join!(
+        c.call(
+            "create_video",
+            json!({"prompt": "The original [slow:1] [after:30]", "idempotency_key": "shared-key"}),
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.call(
+                "create_video",
+                json!({"prompt": "A different video", "idempotency_key": "shared-key"}),
+            )
+            .await
+        },
+    );
+    assert!(!reused(&first), "{first}");
+    let text = expect_tool_error(&second);
+    assert!(text.contains("different request"), "{text}");
+    assert!(text.contains("shared-key"), "{text}");
+    assert_eq!(creates(&sim), 1, "the conflicting call sends nothing");
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_key_with_other_arguments_at_the_same_moment_is_a_conflict() {
+    same_key_other_arguments_at_once(&[]).await;
+}
+
+#[tokio::test]
+async fn one_key_with_other_arguments_at_the_same_moment_is_a_conflict_without_a_ledger() {
+    same_key_other_arguments_at_once(&["--no-ledger"]).await;
+}
+
+#[tokio::test]
+async fn cancelling_the_first_of_two_identical_calls_creates_one_video() {
+    // Over stdio, without a ledger: the first call is cancelled with
+    // notifications/cancelled while its (slow) create is in flight; the
+    // second, identical call must get the first's task, not send another.
+    // (rmcp 3.11 only fires the handler's cancellation token here and lets
+    // the handler future run on; the unit test
+    // `a_cancelled_leader_does_not_let_a_second_create_through` drops the
+    // future itself. This one guards the transport path.)
+    let sim = start_sim().await;
+    let (mut raw, _) = RawChild::legacy(ServerOpts::for_sim(&sim).arg("--no-ledger")).await;
+    let call = |id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+            "name": "create_video",
+            "arguments": {"prompt": "Cancelled first [slow:2] [after:30]"}
+        }})
+    };
+    raw.send(&call(1001)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw.send(&call(1002)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    raw.notify(
+        "notifications/cancelled",
+        Some(json!({"requestId": 1001, "reason": "user gave up"})),
+    )
+    .await;
+    let second = raw.response(1002).await;
+    let result = &second["result"];
+    assert!(reused(result), "{second}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(creates(&sim), 1, "one paid create");
+    raw.close().await;
+}

@@ -9,6 +9,12 @@
 //! the caller asked for it (otherwise `name (2).mp4`, `name (3).mp4`, …). A
 //! link answering 403/404/410 triggers one fresh status lookup for a new URL.
 //! A download that outlives the call's deadline continues in the background.
+//!
+//! In HTTP mode several callers (tenants: one per upstream key) share the
+//! server's download folder, so each saves into its own subfolder,
+//! `<dir>/<key fingerprint>/`: `overwrite` can only ever replace the caller's
+//! own files, and a per-caller quota ([`TenantQuota`]) keeps one caller from
+//! filling the server's disk. On stdio (one user) the folder is used as it is.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -49,6 +55,30 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Transfers at once per process (a hosted server must not be flooded).
 const MAX_PARALLEL_DOWNLOADS: usize = 4;
+/// Default most videos one HTTP caller may keep in its download folder.
+pub const DEFAULT_TENANT_MAX_FILES: usize = 100;
+/// Default most bytes one HTTP caller's download folder may hold.
+pub const DEFAULT_TENANT_MAX_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+
+/// What one caller may keep in its download folder in HTTP mode. Checked
+/// before each new download starts; a download still running counts as a file
+/// (its partial bytes count too), so concurrent calls cannot slip past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantQuota {
+    /// Most video files (saved or being saved).
+    pub max_files: usize,
+    /// A new download is refused once the folder holds this many bytes.
+    pub max_bytes: u64,
+}
+
+impl Default for TenantQuota {
+    fn default() -> Self {
+        Self {
+            max_files: DEFAULT_TENANT_MAX_FILES,
+            max_bytes: DEFAULT_TENANT_MAX_BYTES,
+        }
+    }
+}
 
 /// Arguments of `download_video`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -106,6 +136,11 @@ struct DownloadsInner {
     client: OnceLock<Result<reqwest::Client, String>>,
     /// Transfers running at once; more wait their turn (in the background).
     slots: Arc<Semaphore>,
+    /// Per-caller limits of the download folder in HTTP mode.
+    quota: TenantQuota,
+    /// Held from a quota check until its download is registered, so two calls
+    /// cannot both take the last place.
+    quota_check: tokio::sync::Mutex<()>,
 }
 
 impl Default for DownloadsInner {
@@ -116,6 +151,8 @@ impl Default for DownloadsInner {
             cleaned: Mutex::default(),
             client: OnceLock::new(),
             slots: Arc::new(Semaphore::new(MAX_PARALLEL_DOWNLOADS)),
+            quota: TenantQuota::default(),
+            quota_check: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -132,6 +169,71 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Downloads {
+    /// Fresh bookkeeping whose HTTP callers are held to `quota`.
+    pub fn with_tenant_quota(quota: TenantQuota) -> Self {
+        Self {
+            inner: Arc::new(DownloadsInner {
+                quota,
+                ..DownloadsInner::default()
+            }),
+        }
+    }
+
+    /// The per-caller limits in HTTP mode.
+    pub fn tenant_quota(&self) -> TenantQuota {
+        self.inner.quota
+    }
+
+    /// Refuses a new download into a caller's own folder (HTTP mode) when it
+    /// already holds the quota. `replacing` is the size of the file the
+    /// download will replace (overwrite), which frees its place. The caller
+    /// holds `quota_check` until the download is registered.
+    async fn check_quota(&self, dir: &Path, replacing: Option<u64>) -> Result<(), String> {
+        let quota = self.inner.quota;
+        let (mut files, mut bytes) = (0usize, 0u64);
+        if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let Ok(meta) = entry.metadata().await else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                bytes = bytes.saturating_add(meta.len());
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // Partial downloads count by their bytes; their jobs count as files.
+                if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)) {
+                    files += 1;
+                }
+            }
+        }
+        let running = lock(&self.inner.jobs)
+            .values()
+            .filter(|j| j.target.parent() == Some(dir) && j.current() == JobState::Running)
+            .count();
+        let after = files + running + usize::from(replacing.is_none());
+        let kept = bytes.saturating_sub(replacing.unwrap_or(0));
+        if after <= quota.max_files && kept < quota.max_bytes {
+            return Ok(());
+        }
+        Err(format!(
+            "your download folder on this server is full: it holds {} video file(s) ({}{}), and \
+             this server lets each caller keep at most {} file(s) and {}. Nothing was \
+             downloaded. Give the user the video URL instead (it stays valid until 24 h after \
+             the video was created), save it under the file_name of one of your earlier videos \
+             with overwrite: true to replace that file, or ask the server's operator to make room",
+            files + running,
+            human_bytes(bytes),
+            if running > 0 {
+                format!(", {running} still downloading")
+            } else {
+                String::new()
+            },
+            quota.max_files,
+            human_bytes(quota.max_bytes)
+        ))
+    }
+
     fn job(&self, task_id: &str, requested: &Path) -> Option<Job> {
         lock(&self.inner.jobs)
             .get(&(task_id.to_string(), requested.to_path_buf()))
@@ -715,6 +817,17 @@ fn refusal(http_mode: bool) -> String {
     }
 }
 
+/// The folder a caller's videos are saved in: the configured one on stdio; in
+/// HTTP mode the caller's own subfolder, named by its key's fingerprint, so
+/// that callers never replace, see or fill each other's files.
+fn caller_dir(dir: &Path, http_mode: bool, key: &ApiKey) -> PathBuf {
+    if http_mode {
+        dir.join(key.fingerprint())
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// Puts a download's state into a view: path, size and the next step.
 fn annotate(view: &mut VideoTask, job: &Job, retry_tool: &str) {
     match job.current() {
@@ -770,6 +883,7 @@ impl VideoServer {
             return;
         };
         let downloads = &options.downloads;
+        let dir = caller_dir(&dir, options.http_mode, key);
         let dir = match downloads.prepare_dir(&dir).await {
             Ok(d) => d,
             Err(e) => {
@@ -794,6 +908,16 @@ impl VideoServer {
             annotate(view, &job, "get_video_status");
             return;
         }
+        let quota_held = if options.http_mode {
+            let guard = downloads.inner.quota_check.lock().await;
+            if let Err(e) = downloads.check_quota(&dir, None).await {
+                tracing::warn!(task_id = %view.task_id, "auto-download skipped: {e}");
+                return;
+            }
+            Some(guard)
+        } else {
+            None
+        };
         let target = free_path(&requested).await;
         let job = downloads.start(
             JobSpec {
@@ -810,6 +934,7 @@ impl VideoServer {
             },
             true,
         );
+        drop(quota_held);
         tracing::info!(task_id = %view.task_id, "auto-download started");
         annotate(view, &job, "get_video_status");
     }
@@ -833,7 +958,8 @@ impl VideoServer {
         annotations(
             title = "Save a HeyGen video as an MP4 file",
             read_only_hint = false,
-            destructive_hint = false,
+            // overwrite: true replaces an existing file.
+            destructive_hint = true,
             idempotent_hint = false,
             open_world_hint = true
         )
@@ -887,6 +1013,7 @@ impl VideoServer {
             }
         }
         let downloads = &options.downloads;
+        let dir = caller_dir(&dir, options.http_mode, &key);
         let dir = downloads
             .prepare_dir(&dir)
             .await
@@ -899,6 +1026,28 @@ impl VideoServer {
                 "Invalid arguments: file_name must be a plain name.",
             ));
         }
+        // A shared (HTTP) server holds each caller to its quota; a call that
+        // joins a download already running or saved adds nothing.
+        let quota_held = if options.http_mode {
+            let guard = downloads.inner.quota_check.lock().await;
+            let joins = !overwrite
+                && downloads
+                    .job(&task_id, &requested)
+                    .is_some_and(|j| reusable(&j.current()));
+            if !joins {
+                let replacing = match tokio::fs::symlink_metadata(&requested).await {
+                    Ok(m) if overwrite && m.is_file() => Some(m.len()),
+                    _ => None,
+                };
+                downloads
+                    .check_quota(&dir, replacing)
+                    .await
+                    .map_err(|e| error_result(format!("Saving the video failed: {e}.")))?;
+            }
+            Some(guard)
+        } else {
+            None
+        };
         let target = if overwrite {
             requested.clone()
         } else {
@@ -920,6 +1069,8 @@ impl VideoServer {
             },
             !overwrite,
         );
+        // Registered (it counts against the quota now): let other calls check.
+        drop(quota_held);
 
         let mut rx = job.state.clone();
         let finished = tokio::select! {
@@ -1049,6 +1200,31 @@ mod tests {
         assert_eq!(landed, target);
         assert_eq!(std::fs::read(&target).unwrap(), b"newer");
         assert!(!temp.exists());
+    }
+
+    #[tokio::test]
+    async fn the_tenant_quota_counts_files_bytes_and_replacements() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Downloads::with_tenant_quota(TenantQuota {
+            max_files: 2,
+            max_bytes: 100,
+        });
+        assert!(d.check_quota(dir.path(), None).await.is_ok());
+        std::fs::write(dir.path().join("a.mp4"), [0u8; 40]).unwrap();
+        assert!(d.check_quota(dir.path(), None).await.is_ok());
+        std::fs::write(dir.path().join("b.mp4"), [0u8; 40]).unwrap();
+        // Two files: a third is refused, replacing one of them is not.
+        let full = d.check_quota(dir.path(), None).await.unwrap_err();
+        assert!(full.contains("2 video file(s)"), "{full}");
+        assert!(d.check_quota(dir.path(), Some(40)).await.is_ok());
+        // A partial download counts by its bytes (not as a file): past 100
+        // bytes, even a replacement of a smaller file is refused.
+        std::fs::write(dir.path().join(".heygen-x-1.part"), [0u8; 50]).unwrap();
+        assert!(d.check_quota(dir.path(), Some(10)).await.is_err());
+        assert!(d.check_quota(dir.path(), Some(40)).await.is_ok());
+        // Subfolders are not files.
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert!(d.check_quota(dir.path(), Some(40)).await.is_ok());
     }
 
     #[tokio::test]

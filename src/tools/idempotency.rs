@@ -2,7 +2,9 @@
 //! `create_video` takes between validation and the upstream.
 //!
 //! 1. Identical calls in flight in this process collapse into one: the first
-//!    leads, the others wait for its outcome ([`Creates`]).
+//!    leads, the others wait for its outcome ([`Creates`]). A call whose
+//!    idempotency key is in flight for *other* arguments is refused as a key
+//!    conflict (never handed the other call's video).
 //! 2. The leader asks the ledger ([`crate::ledger::Ledger::claim`]), atomically
 //!    across processes: the same idempotency key within 24 h, or the same
 //!    arguments within the dedupe window, answer with the earlier task (only a
@@ -10,9 +12,13 @@
 //!    upstream first) — no upstream call. A create that failed ambiguously
 //!    ("maybe created") blocks a same-arguments retry unless a new key is
 //!    given. Otherwise the ledger reserves the create.
-//! 3. The upstream create and the ledger's record of its outcome run detached
-//!    from the request, so a client that gives up mid-create cannot leave the
-//!    ledger without the outcome.
+//! 3. The leader's whole turn — the ledger claim, the upstream create, the
+//!    ledger's record of its outcome, publishing it to the waiting calls —
+//!    runs in a task detached from the request, which holds the in-process
+//!    slot until the outcome is published. A request future that is dropped
+//!    mid-create (a cancelled call, a closed connection) therefore neither
+//!    frees the slot for a second paid create nor leaves a claim without its
+//!    settlement.
 //!
 //! Everything is scoped by the tenant (the key's fingerprint). Without a
 //! ledger only step 1 applies.
@@ -28,6 +34,7 @@ use std::{
 
 use rmcp::model::CallToolResult;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::{
     VideoServer, list,
@@ -56,8 +63,16 @@ send it again; to create the video anyway after checking, call create_video with
 idempotency_key.";
 
 type Outcome = Result<VideoTask, CallToolResult>;
-/// A create in flight: the leader's id and where its outcome appears.
-type Slot = (u64, watch::Receiver<Option<Outcome>>);
+
+/// A create in flight: the leader's id, the arguments it creates (their hash
+/// and prompt excerpt: a keyed slot must not answer for other arguments) and
+/// where its outcome appears.
+struct Slot {
+    id: u64,
+    args_hash: String,
+    prompt_preview: String,
+    rx: watch::Receiver<Option<Outcome>>,
+}
 /// What was last written for a task: upstream status, progress, URL count, expiry.
 type Observed = (String, u8, usize, Option<String>);
 
@@ -89,10 +104,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 enum Turn {
     Lead(Lead),
     Follow(watch::Receiver<Option<Outcome>>),
+    /// The idempotency key is in flight for other arguments (their prompt
+    /// excerpt): a key conflict.
+    Conflict(String),
 }
 
 /// The leader's claim on a slot; dropping it frees the slot (followers whose
-/// leader vanished without an outcome try again).
+/// leader vanished without an outcome try again). It lives in the detached
+/// task that runs the create, never in the request future.
 struct Lead {
     creates: Creates,
     slot: String,
@@ -109,24 +128,39 @@ impl Lead {
 impl Drop for Lead {
     fn drop(&mut self) {
         let mut map = lock(&self.creates.inner.in_flight);
-        if map.get(&self.slot).is_some_and(|(id, _)| *id == self.id) {
+        if map.get(&self.slot).is_some_and(|s| s.id == self.id) {
             map.remove(&self.slot);
         }
     }
 }
 
 impl Creates {
-    fn enter(&self, slot: &str) -> Turn {
+    /// Joins the create in flight for `identity`, takes the lead of a new one,
+    /// or (same tenant and key, other arguments) reports a key conflict.
+    fn enter(&self, identity: &CreateIdentity) -> Turn {
+        let slot = slot_of(identity);
         let mut map = lock(&self.inner.in_flight);
-        if let Some((_, rx)) = map.get(slot) {
-            return Turn::Follow(rx.clone());
+        if let Some(s) = map.get(&slot) {
+            return if s.args_hash == identity.args_hash {
+                Turn::Follow(s.rx.clone())
+            } else {
+                Turn::Conflict(s.prompt_preview.clone())
+            };
         }
         let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
-        map.insert(slot.to_string(), (id, rx));
+        map.insert(
+            slot.clone(),
+            Slot {
+                id,
+                args_hash: identity.args_hash.clone(),
+                prompt_preview: identity.prompt_preview.clone(),
+                rx,
+            },
+        );
         Turn::Lead(Lead {
             creates: self.clone(),
-            slot: slot.to_string(),
+            slot,
             id,
             tx,
         })
@@ -158,6 +192,9 @@ enum Made {
     },
 }
 
+/// The in-process slot: tenant and key for a keyed call (the slot also holds
+/// the arguments' hash, so the same key for other arguments is a conflict,
+/// not a join), tenant and arguments otherwise.
 fn slot_of(id: &CreateIdentity) -> String {
     match &id.idempotency_key {
         Some(k) => format!("{}\u{0}k\u{0}{k}", id.tenant),
@@ -206,9 +243,11 @@ impl VideoServer {
         idempotency_key: Option<String>,
     ) -> Result<CallToolResult, CallToolResult> {
         let identity = CreateIdentity::new(key.fingerprint(), &body, idempotency_key);
-        let slot = slot_of(&identity);
         loop {
-            match self.state.options.creates.enter(&slot) {
+            match self.state.options.creates.enter(&identity) {
+                Turn::Conflict(preview) => {
+                    return Err(error_result(in_flight_conflict_text(&preview, &identity)));
+                }
                 Turn::Follow(mut rx) => {
                     let shared = match rx.wait_for(Option::is_some).await {
                         Ok(v) => v.clone(),
@@ -222,12 +261,31 @@ impl VideoServer {
                     }
                 }
                 Turn::Lead(lead) => {
-                    let made = self.create_as_leader(&key, &body, &identity).await;
-                    let outcome: Outcome = match &made {
-                        Ok(Made::Fresh(v) | Made::Reused { view: v, .. }) => Ok(v.clone()),
-                        Err(e) => Err(e.clone()),
-                    };
-                    lead.publish(&outcome);
+                    // Detached, and owning the slot: dropping this request's
+                    // future (a cancelled call) leaves the create, its ledger
+                    // claim and settlement, and the waiting calls intact.
+                    let server = self.clone();
+                    let (key, body, id) = (key.clone(), body.clone(), identity.clone());
+                    let job = tokio::spawn(
+                        async move {
+                            let made = server.create_as_leader(&key, &body, &id).await;
+                            let outcome: Outcome = match &made {
+                                Ok(Made::Fresh(v) | Made::Reused { view: v, .. }) => Ok(v.clone()),
+                                Err(e) => Err(e.clone()),
+                            };
+                            lead.publish(&outcome);
+                            drop(lead);
+                            made
+                        }
+                        .in_current_span(),
+                    );
+                    let made = job.await.map_err(|e| {
+                        error_result(format!(
+                            "Creating the video was interrupted inside the server ({e}). The \
+                             video may have been created: check with list_videos before trying \
+                             again."
+                        ))
+                    })?;
                     return match made? {
                         Made::Fresh(view) => {
                             tracing::info!(task_id = %view.task_id, "video task created");
@@ -243,6 +301,10 @@ impl VideoServer {
         }
     }
 
+    /// The leader's turn: claim in the ledger, create upstream, settle the
+    /// claim. Runs in the detached task of [`Self::create_once`], so every
+    /// reservation it makes is settled (nothing between the claim and the
+    /// settlement can be cancelled by the caller).
     async fn create_as_leader(
         &self,
         key: &ApiKey,
@@ -292,36 +354,24 @@ impl VideoServer {
         }
 
         tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
-        let state = self.state.clone();
-        let (key2, body2) = (key.clone(), body.clone());
-        let idem = identity.idempotency_key.clone();
-        let job = tokio::spawn(async move {
-            let result = state.gateway.create_video(&key2, &body2).await;
-            let view = result.as_ref().ok().map(|task: &TaskObject| {
-                let mut v = VideoTask::created(task, SystemTime::now());
-                v.idempotency_key = idem;
-                v
-            });
-            if let (Some(ledger), Some(row)) = (state.options.ledger.as_ref(), reservation) {
-                let settle = match (&result, &view) {
-                    (Ok(_), Some(v)) => Settle::Created(Box::new(v.clone())),
-                    (Err(e), _) if e.create_may_have_happened() => {
-                        Settle::MaybeCreated(key2.scrub(&e.to_string()))
-                    }
-                    _ => Settle::NotCreated,
-                };
-                if let Err(e) = ledger.settle(row, settle).await {
-                    tracing::warn!("the ledger did not record the create's outcome: {e}");
-                }
-            }
-            (result, view)
+        let result = self.state.gateway.create_video(key, body).await;
+        let view = result.as_ref().ok().map(|task: &TaskObject| {
+            let mut v = VideoTask::created(task, SystemTime::now());
+            v.idempotency_key = identity.idempotency_key.clone();
+            v
         });
-        let (result, view) = job.await.map_err(|e| {
-            error_result(format!(
-                "Creating the video was interrupted inside the server ({e}). The video may have \
-                 been created: check with list_videos before trying again."
-            ))
-        })?;
+        if let (Some(ledger), Some(row)) = (self.state.options.ledger.as_ref(), reservation) {
+            let settle = match (&result, &view) {
+                (Ok(_), Some(v)) => Settle::Created(Box::new(v.clone())),
+                (Err(e), _) if e.create_may_have_happened() => {
+                    Settle::MaybeCreated(key.scrub(&e.to_string()))
+                }
+                _ => Settle::NotCreated,
+            };
+            if let Err(e) = ledger.settle(row, settle).await {
+                tracing::warn!("the ledger did not record the create's outcome: {e}");
+            }
+        }
         match (result, view) {
             (Ok(_), Some(view)) => Ok(Made::Fresh(view)),
             (Err(e), _) => {
@@ -470,6 +520,17 @@ fn maybe_created_text(record: &LedgerRecord, identity: &CreateIdentity) -> Strin
     )
 }
 
+/// The same key is being used right now, in this process, for other arguments.
+fn in_flight_conflict_text(other_prompt: &str, identity: &CreateIdentity) -> String {
+    let key = identity.idempotency_key.as_deref().unwrap_or_default();
+    format!(
+        "Invalid arguments: idempotency_key {key:?} is being used right now by another \
+         create_video call for a different request (prompt {other_prompt:?}); this call sent \
+         nothing. An idempotency_key names one video: use a new key for a different video, or \
+         repeat the original arguments to get that video back."
+    )
+}
+
 fn key_conflict_text(record: &LedgerRecord, identity: &CreateIdentity) -> String {
     let key = identity.idempotency_key.as_deref().unwrap_or_default();
     let task = record
@@ -484,4 +545,257 @@ fn key_conflict_text(record: &LedgerRecord, identity: &CreateIdentity) -> String
         when(record),
         record.prompt_preview
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::{
+        gateway::{GatewayClient, GatewayConfig},
+        ledger::{Ledger, LedgerError, ListQuery, RecordState, SqliteLedger},
+        simulator::{SimConfig, Simulator},
+        tools::{AppState, ToolOptions},
+    };
+
+    const KEY: &str = "unit-test-key-0123456789";
+
+    async fn sim() -> Simulator {
+        Simulator::start(SimConfig {
+            render_time: Duration::from_secs(60),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn server(sim: &Simulator, ledger: Option<Arc<dyn Ledger>>) -> VideoServer {
+        VideoServer::new(Arc::new(AppState {
+            gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
+            server_key: ApiKey::new(KEY),
+            options: ToolOptions {
+                ledger,
+                ..ToolOptions::default()
+            },
+        }))
+    }
+
+    fn key() -> ApiKey {
+        ApiKey::new(KEY).unwrap()
+    }
+
+    /// Starts a create_once call as its own task (aborting it drops the
+    /// request future, as a cancelled call would).
+    fn call(
+        s: &VideoServer,
+        prompt: &str,
+        idem: Option<&str>,
+    ) -> tokio::task::JoinHandle<Result<CallToolResult, CallToolResult>> {
+        let (s, body, idem) = (
+            s.clone(),
+            CreateVideoRequest::new(prompt),
+            idem.map(String::from),
+        );
+        tokio::spawn(async move { s.create_once(key(), body, idem).await })
+    }
+
+    fn json(r: &CallToolResult) -> Value {
+        serde_json::to_value(r).unwrap()
+    }
+
+    fn text(r: &CallToolResult) -> String {
+        json(r)["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn task_id(r: &CallToolResult) -> String {
+        json(r)["structuredContent"]["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn reused(r: &CallToolResult) -> bool {
+        json(r)["structuredContent"]["reused"] == Value::Bool(true)
+    }
+
+    /// Finding A: the same key with other arguments, at the same moment, is a
+    /// key conflict (as it is one after the other), never the other video.
+    async fn same_key_other_arguments_at_once(ledger: Option<Arc<dyn Ledger>>) {
+        let sim = sim().await;
+        let s = server(&sim, ledger);
+        let first = call(&s, "Original video [slow:1]", Some("k-1"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = call(&s, "Something else entirely", Some("k-1"));
+        let first = first.await.unwrap().unwrap();
+        let second = second.await.unwrap();
+        assert!(!reused(&first), "{first:?}");
+        let refused = second.expect_err("the same key for other arguments must be refused");
+        let msg = text(&refused);
+        assert!(msg.contains("different request"), "{msg}");
+        assert!(msg.contains("k-1"), "{msg}");
+        assert_eq!(sim.state.count("create"), 1);
+    }
+
+    #[tokio::test]
+    async fn same_key_other_arguments_at_once_conflicts_without_a_ledger() {
+        same_key_other_arguments_at_once(None).await;
+    }
+
+    #[tokio::test]
+    async fn same_key_other_arguments_at_once_conflicts_with_a_ledger() {
+        same_key_other_arguments_at_once(Some(Arc::new(SqliteLedger::in_memory()))).await;
+    }
+
+    #[tokio::test]
+    async fn same_key_same_arguments_at_once_still_collapse() {
+        let sim = sim().await;
+        let s = server(&sim, None);
+        let a = call(&s, "Same words [slow:1]", Some("k-2"));
+        let b = call(&s, "Same  words [slow:1]", Some("k-2"));
+        let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+        assert_eq!(task_id(&a), task_id(&b));
+        assert!(reused(&a) != reused(&b));
+        assert_eq!(sim.state.count("create"), 1);
+    }
+
+    /// Finding B: without a ledger, cancelling (dropping) the first of two
+    /// identical overlapping calls must not let the second send another
+    /// create; the second gets the first's task.
+    #[tokio::test]
+    async fn a_cancelled_leader_does_not_let_a_second_create_through() {
+        let sim = sim().await;
+        let s = server(&sim, None);
+        let prompt = "Cancelled leader [slow:2]";
+        let first = call(&s, prompt, None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = call(&s, prompt, None);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+        let second = second.await.unwrap().unwrap();
+        assert!(reused(&second), "{second:?}");
+        assert!(text(&second).contains("Not created twice"), "{second:?}");
+        assert_eq!(sim.state.count("create"), 1, "one paid create");
+        assert_eq!(sim.state.task_count(), 1);
+        // The slot is free again once the outcome is out.
+        assert_eq!(
+            s.state
+                .options
+                .creates
+                .inner
+                .in_flight
+                .lock()
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    /// A ledger whose claims answer late, like one waiting for another
+    /// process's lock: the claim is queued (and its row written) at once.
+    #[derive(Debug)]
+    struct SlowClaims(SqliteLedger);
+
+    impl Ledger for SlowClaims {
+        fn claim(
+            &self,
+            identity: CreateIdentity,
+            policy: ClaimPolicy,
+        ) -> BoxFuture<'static, Result<Claim, LedgerError>> {
+            let queued = self.0.claim(identity, policy);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                queued.await
+            })
+        }
+        fn settle(
+            &self,
+            row_id: i64,
+            outcome: Settle,
+        ) -> BoxFuture<'static, Result<(), LedgerError>> {
+            self.0.settle(row_id, outcome)
+        }
+        fn record_status(
+            &self,
+            tenant: &str,
+            view: &VideoTask,
+        ) -> BoxFuture<'static, Result<(), LedgerError>> {
+            self.0.record_status(tenant, view)
+        }
+        fn record_saved(
+            &self,
+            tenant: &str,
+            task_id: &str,
+            path: &str,
+            size: u64,
+        ) -> BoxFuture<'static, Result<(), LedgerError>> {
+            self.0.record_saved(tenant, task_id, path, size)
+        }
+        fn list(
+            &self,
+            query: ListQuery,
+        ) -> BoxFuture<'static, Result<Vec<LedgerRecord>, LedgerError>> {
+            self.0.list(query)
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    /// Finding C: a call cancelled while its ledger claim is pending must not
+    /// leave a "creating" row that nothing settles (which would answer
+    /// identical retries with IN_PROGRESS, then block them as maybe-created).
+    #[tokio::test]
+    async fn a_call_cancelled_during_its_claim_leaves_no_unsettled_row() {
+        let sim = sim().await;
+        let ledger: Arc<dyn Ledger> = Arc::new(SlowClaims(SqliteLedger::in_memory()));
+        let s = server(&sim, Some(ledger.clone()));
+        let prompt = "Cancelled while claiming";
+        let first = call(&s, prompt, None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first.abort();
+        assert!(first.await.unwrap_err().is_cancelled());
+
+        let rows = || {
+            ledger.list(ListQuery {
+                tenant: key().fingerprint(),
+                statuses: vec![],
+                since_ms: None,
+                limit: 10,
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let row = loop {
+            let rows = rows().await.unwrap();
+            assert!(rows.len() <= 1, "{rows:?}");
+            if let Some(r) = rows.first()
+                && r.state != RecordState::Creating
+            {
+                break r.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the claim was never settled: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // The claim was followed through: created and recorded.
+        assert_eq!(row.state, RecordState::Created, "{row:?}");
+        assert_eq!(sim.state.count("create"), 1);
+        // An identical retry is answered with that video at once, not told
+        // that a create is in progress.
+        let started = Instant::now();
+        let again = call(&s, prompt, None).await.unwrap().unwrap();
+        assert!(reused(&again), "{again:?}");
+        assert_eq!(Some(task_id(&again)), row.task_id);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(sim.state.count("create"), 1);
+    }
 }

@@ -110,6 +110,10 @@ impl ToolOptions {
             download_deadline: tools.download_deadline,
             max_download_bytes: tools.max_download_bytes,
             dedupe_window: tools.dedupe_window,
+            downloads: download::Downloads::with_tenant_quota(download::TenantQuota {
+                max_files: tools.tenant_download_max_files,
+                max_bytes: tools.tenant_download_max_bytes,
+            }),
             ..Self::default()
         }
     }
