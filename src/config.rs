@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 pub const MIN_MAX_WAIT_SECS: f64 = 60.0;
 /// The ledger's file name inside the data folder.
 pub const LEDGER_FILE: &str = "ledger.sqlite3";
+/// Default cap of live legacy sessions, overall and per caller.
+pub const DEFAULT_MAX_SESSIONS: usize = 1000;
+pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 100;
 
 const ENV_HELP: &str = "\
 Environment:
@@ -114,6 +117,34 @@ pub struct Cli {
     /// HTTP: serve 2025-11-25 clients with sessions (on by default); off serves every request statelessly.
     #[arg(long, env = "HEYGEN_LEGACY_SESSIONS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub legacy_sessions: bool,
+
+    /// HTTP: most live legacy sessions on this server; an initialize past it gets 503.
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_SESSIONS",
+        default_value_t = DEFAULT_MAX_SESSIONS,
+        value_name = "N"
+    )]
+    pub max_sessions: usize,
+
+    /// HTTP: most live legacy sessions one caller (bearer token, plus its
+    /// X-HeyGen-Api-Key with --caller-keys) may hold; an initialize past it gets 429.
+    #[arg(
+        long,
+        env = "HEYGEN_MAX_SESSIONS_PER_CALLER",
+        default_value_t = DEFAULT_MAX_SESSIONS_PER_CALLER,
+        value_name = "N"
+    )]
+    pub max_sessions_per_caller: usize,
+
+    /// HTTP: seconds after which a legacy session without any request ends.
+    #[arg(
+        long,
+        env = "HEYGEN_SESSION_IDLE_TIMEOUT",
+        default_value_t = 300.0,
+        value_name = "SECONDS"
+    )]
+    pub session_idle_timeout: f64,
 
     /// HTTP: allow binding a non-loopback address without HEYGEN_MCP_AUTH_TOKEN (anyone who can reach it spends your credits).
     #[arg(long, env = "HEYGEN_INSECURE_NO_AUTH")]
@@ -314,6 +345,27 @@ pub struct HttpSettings {
     pub max_concurrent: usize,
     pub drain_timeout: Duration,
     pub request_timeout: Duration,
+    /// Caps and idle expiry of legacy sessions.
+    pub sessions: SessionLimits,
+}
+
+/// Caps and idle expiry of legacy (2025-11-25 and older) HTTP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    pub max_total: usize,
+    pub max_per_caller: usize,
+    /// A session without any request for this long ends.
+    pub idle_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_total: DEFAULT_MAX_SESSIONS,
+            max_per_caller: DEFAULT_MAX_SESSIONS_PER_CALLER,
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpSettings {
@@ -332,6 +384,7 @@ impl std::fmt::Debug for HttpSettings {
             .field("max_concurrent", &self.max_concurrent)
             .field("drain_timeout", &self.drain_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
@@ -396,6 +449,13 @@ impl Cli {
                 if self.max_concurrent == 0 {
                     return Err("--max-concurrent must be at least 1".into());
                 }
+                if self.max_sessions == 0 || self.max_sessions_per_caller == 0 {
+                    return Err(
+                        "--max-sessions and --max-sessions-per-caller must be at least 1 \
+                         (use --legacy-sessions false to serve without sessions)"
+                            .into(),
+                    );
+                }
                 let caller_keys = if self.require_caller_keys {
                     CallerKeys::Required
                 } else if self.caller_keys {
@@ -422,6 +482,16 @@ impl Cli {
                         1.0,
                         86_400.0,
                     )?,
+                    sessions: SessionLimits {
+                        max_total: self.max_sessions,
+                        max_per_caller: self.max_sessions_per_caller,
+                        idle_timeout: seconds(
+                            "--session-idle-timeout",
+                            self.session_idle_timeout,
+                            1.0,
+                            86_400.0,
+                        )?,
+                    },
                 })
             }
         };

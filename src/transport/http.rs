@@ -3,9 +3,12 @@
 //!
 //! Our own guard runs before rmcp's service, in this order: Host allowlist,
 //! Origin allowlist (both 403, DNS-rebinding protection), caller bearer auth
-//! (401), body limit (413), drain and concurrency bound (503). Drain and the
-//! bound live here, not in tower layers, because a streamed (SSE) response
-//! outlives the handler future that tower sees (DESIGN.md §8).
+//! (401), body limit (413), drain and concurrency bound (503), then the legacy
+//! session rules (see [`super::sessions`]): a session named by another caller
+//! is 404, an `initialize` past the session caps is 429 (this caller) or 503
+//! (the server), and a session's DELETE answers 204. Drain and the bound live
+//! here, not in tower layers, because a streamed (SSE) response outlives the
+//! handler future that tower sees (DESIGN.md §8).
 
 use std::{
     net::SocketAddr,
@@ -29,16 +32,21 @@ use axum::{
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService,
-    session::{local::LocalSessionManager, never::NeverSessionManager},
+    session::never::NeverSessionManager,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::{HttpSettings, is_loopback_host},
-    tools::{AppState, VideoServer},
+use super::sessions::{
+    Access, BoundSessionManager, CallerId, SessionRefusal, SessionRegistry, priming_bytes,
 };
+use crate::{
+    config::{CallerKeys, HttpSettings, is_loopback_host},
+    tools::{AppState, CALLER_KEY_HEADER, VideoServer},
+};
+
+const SESSION_HEADER: &str = "mcp-session-id";
 
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 /// How long a request waits for a free slot before it is refused with 503.
@@ -129,6 +137,10 @@ struct Guard {
     slots: Arc<Semaphore>,
     drain: Drain,
     request_timeout: Duration,
+    /// Whether a caller's own upstream key is part of its identity.
+    caller_keys: bool,
+    /// Legacy sessions, when they are on.
+    sessions: Option<Arc<SessionRegistry>>,
 }
 
 /// Builds the router: `/mcp` behind the guard, `/healthz` outside it.
@@ -147,6 +159,9 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
             .map(|h| h.to_ascii_lowercase()),
     );
 
+    let registry = settings
+        .legacy_sessions
+        .then(|| Arc::new(SessionRegistry::new(settings.sessions.clone())));
     let guard = Arc::new(Guard {
         allowed_hosts,
         allowed_origins: settings
@@ -163,12 +178,17 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
         slots: Arc::new(Semaphore::new(settings.max_concurrent)),
         drain: drain.clone(),
         request_timeout: settings.request_timeout,
+        caller_keys: settings.caller_keys != CallerKeys::Off,
+        sessions: registry.clone(),
     });
 
     // Our guard already checked Host and Origin before authentication; rmcp's
     // own checks (which run after any outer layer) are turned off so there is
-    // one source of truth.
+    // one source of truth. rmcp's priming of the initialize response and of
+    // the GET stream is off: the session layer adds it where the session's
+    // revision defines it.
     let config = StreamableHttpServerConfig::default()
+        .with_sse_retry(None)
         .with_legacy_session_mode(settings.legacy_sessions)
         .with_json_response(true)
         .disable_allowed_hosts()
@@ -177,9 +197,7 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
         .with_cancellation_token(service_ct.child_token());
     let factory_state = state.clone();
     let factory = move || Ok(VideoServer::new(factory_state.clone()));
-    let sessions = settings
-        .legacy_sessions
-        .then(|| Arc::new(LocalSessionManager::default()));
+    let sessions = registry.map(|r| Arc::new(BoundSessionManager::new(r)));
     let mcp = if let Some(manager) = &sessions {
         Router::new().nest_service(
             "/mcp",
@@ -203,7 +221,7 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
                 async move {
                     // Only counts: no ids, no keys.
                     let live = match &s {
-                        Some(m) => Some(m.sessions.read().await.len()),
+                        Some(m) => Some(m.inner.sessions.read().await.len()),
                         None => None,
                     };
                     health(&d, live)
@@ -318,16 +336,7 @@ impl Guard {
         if self.token_hashes.is_empty() {
             return true;
         }
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .unwrap_or_default();
-        let presented = sha(presented.as_bytes());
+        let presented = sha(bearer(req).unwrap_or_default().as_bytes());
         // Compare against every token without short-circuiting.
         let mut ok = 0u8;
         for expected in &self.token_hashes {
@@ -339,6 +348,108 @@ impl Guard {
         }
         ok == 1
     }
+
+    /// The identity that owns sessions: the authenticated token (none when
+    /// authentication is off) and, with caller keys, the caller's upstream key.
+    fn caller(&self, req: &Request) -> CallerId {
+        let token = if self.token_hashes.is_empty() {
+            None
+        } else {
+            bearer(req)
+        };
+        let key = if self.caller_keys {
+            req.headers()
+                .get(CALLER_KEY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+        } else {
+            None
+        };
+        CallerId::new(token, key)
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
+/// rmcp's answer to an unknown session, also given for another caller's one.
+fn session_not_found() -> Response {
+    plain(StatusCode::NOT_FOUND, "Not Found: Session not found")
+}
+
+/// A JSON-RPC error answering a refused `initialize`.
+fn session_refused(refusal: SessionRefusal, id: serde_json::Value, idle: Duration) -> Response {
+    let (status, message, scope, limit) = match refusal {
+        SessionRefusal::Caller(limit) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many open sessions for this caller (the limit is {limit}). Close sessions \
+                 you no longer use (HTTP DELETE /mcp with their Mcp-Session-Id header), let idle \
+                 ones expire (after {} s without a request), or use the stateless 2026-07-28 \
+                 revision, which needs no session.",
+                idle.as_secs()
+            ),
+            "caller",
+            limit,
+        ),
+        SessionRefusal::Server(limit) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "This server holds its maximum of {limit} open sessions. Retry later, close \
+                 sessions you no longer use (HTTP DELETE /mcp with their Mcp-Session-Id header), \
+                 or use the stateless 2026-07-28 revision, which needs no session."
+            ),
+            "server",
+            limit,
+        ),
+    };
+    tracing::warn!(scope, limit, "refused a new session: the session limit is reached");
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": -32000,
+            "message": message,
+            "data": {"reason": "session_limit", "scope": scope, "limit": limit},
+        },
+    });
+    let mut r = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+    }
+    r
+}
+
+/// The id of a JSON-RPC `initialize` request body, if it is one.
+fn initialize_id(body: &[u8]) -> Option<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        id: serde_json::Value,
+        #[serde(default)]
+        method: Option<String>,
+    }
+    // Cheap test first: most bodies are not an initialize (nor escaped).
+    if !body.windows(10).any(|w| w == b"initialize") && !body.windows(2).any(|w| w == b"\\u") {
+        return None;
+    }
+    let peek: Peek = serde_json::from_slice(body).ok()?;
+    (peek.method.as_deref() == Some("initialize")).then_some(peek.id)
 }
 
 async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
@@ -398,12 +509,35 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) 
             &format!("Payload too large: the limit is {} bytes", guard.max_body),
         );
     }
+    // 5. A named legacy session must be this caller's: another caller's is
+    //    "not found", whichever method (POST, GET stream, DELETE).
+    let caller = guard.caller(&req);
+    if let Some(registry) = &guard.sessions
+        && let Some(id) = req.headers().get(SESSION_HEADER)
+    {
+        let access = id
+            .to_str()
+            .map_or(Access::Unknown, |id| registry.access(id, caller));
+        match access {
+            Access::Owner => {}
+            Access::Foreign => return session_not_found(),
+            Access::Unknown if req.method() == Method::DELETE => return session_not_found(),
+            Access::Unknown => {}
+        }
+    }
     // Only POSTs carry work; GET (a legacy session's notification stream) and
     // DELETE (session end) pass without a slot.
     if req.method() != Method::POST {
-        return next.run(req).await;
+        let is_delete = req.method() == Method::DELETE;
+        let mut response = next.run(req).await;
+        // A session ended by DELETE answers 204 (rmcp says 202, which some
+        // clients warn about).
+        if is_delete && response.status() == StatusCode::ACCEPTED {
+            *response.status_mut() = StatusCode::NO_CONTENT;
+        }
+        return response;
     }
-    // 5. Drain and concurrency bound.
+    // 6. Drain and concurrency bound.
     if guard.drain.is_draining() {
         let mut r = plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -426,13 +560,58 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) 
             return r;
         }
     };
+    // 7. An `initialize` (a new legacy session) needs a free session slot.
+    let mut reservation = None;
+    let mut req = req;
+    if let Some(registry) = &guard.sessions
+        && !req.headers().contains_key(SESSION_HEADER)
+    {
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::to_bytes(body, guard.max_body).await {
+            Ok(b) => b,
+            Err(_) => {
+                return plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "Payload too large or unreadable: the limit is {} bytes",
+                        guard.max_body
+                    ),
+                );
+            }
+        };
+        if let Some(id) = initialize_id(&bytes) {
+            match registry.reserve(caller) {
+                Ok(r) => reservation = Some(r),
+                Err(refusal) => {
+                    return session_refused(refusal, id, registry.limits().idle_timeout);
+                }
+            }
+        }
+        req = Request::from_parts(parts, Body::from(bytes));
+        req.extensions_mut().insert(caller);
+        if let Some(r) = &reservation {
+            req.extensions_mut().insert(r.ticket());
+        }
+    }
     let response = next.run(req).await;
+    // The session took the reservation, or it is released here.
+    drop(reservation);
+    // A new session of a revision that defines the SSE priming event gets it
+    // first, as rmcp would send it.
+    let prime = guard.sessions.as_ref().is_some_and(|registry| {
+        response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|id| registry.primes(id))
+    });
     // Hold the slot and the in-flight mark until the (possibly streamed) body
     // is finished, and cut a response that outlives the request timeout.
     let (parts, body) = response.into_parts();
     let deadline = tokio::time::sleep(guard.request_timeout);
-    let stream = body
-        .into_data_stream()
+    let priming = prime.then(|| Ok::<_, axum::Error>(priming_bytes()));
+    let stream = futures::stream::iter(priming)
+        .chain(body.into_data_stream())
         .take_until(deadline)
         .map(move |chunk| {
             let _held = (&permit, &in_flight);
@@ -501,6 +680,8 @@ mod tests {
             slots: Arc::new(Semaphore::new(1)),
             drain: Drain::new(CancellationToken::new()),
             request_timeout: Duration::from_secs(1),
+            caller_keys: false,
+            sessions: None,
         }
     }
 
