@@ -2,7 +2,10 @@
 //! only when the request carries a `progressToken`, on every change of status
 //! or progress and at least every heartbeat, with strictly increasing values
 //! (`max(last + 0.1, upstream)`, below 100 until the task is finished, 100 when
-//! it is), total 100 and the upstream status as message.
+//! it is), total 100 and the upstream status as message. The final update is
+//! written out before the result, and the result then waits a moment, so a
+//! client that handles notifications on their own tasks still finds the
+//! request open when its last update is handled.
 
 use std::time::Duration;
 
@@ -18,6 +21,8 @@ use super::view::{VideoStatus, VideoTask};
 const RUNNING_CAP: f64 = 99.9;
 /// The smallest step between two values.
 const STEP: f64 = 0.1;
+/// How long the result waits after the final (100) update was written.
+const FINAL_SETTLE: Duration = Duration::from_millis(50);
 
 /// The next value to send, or `None` when no strictly larger value is possible
 /// (then nothing is sent: a value is never repeated).
@@ -132,10 +137,18 @@ impl ProgressReporter {
         let param = ProgressNotificationParam::new(token, value)
             .with_total(100.0)
             .with_message(message);
-        if let Err(e) = self.peer.notify_progress(param).await {
-            // The client went away; stop notifying, the wait ends on its own.
-            tracing::debug!("progress notification not delivered: {e}");
-            self.done = true;
+        // Returns once the transport has written the notification.
+        match self.peer.notify_progress(param).await {
+            Ok(()) if finished => {
+                tokio::task::yield_now().await;
+                tokio::time::sleep(FINAL_SETTLE).await;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                // The client went away; stop notifying, the wait ends on its own.
+                tracing::debug!("progress notification not delivered: {e}");
+                self.done = true;
+            }
         }
     }
 }

@@ -31,8 +31,7 @@ use axum::{
 };
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService,
-    session::never::NeverSessionManager,
+    StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
@@ -412,7 +411,11 @@ fn session_refused(refusal: SessionRefusal, id: serde_json::Value, idle: Duratio
             limit,
         ),
     };
-    tracing::warn!(scope, limit, "refused a new session: the session limit is reached");
+    tracing::warn!(
+        scope,
+        limit,
+        "refused a new session: the session limit is reached"
+    );
     let body = serde_json::json!({
         "jsonrpc": "2.0",
         "id": id,

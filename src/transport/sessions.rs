@@ -81,7 +81,6 @@ impl CallerId {
         }
         Self(h.finalize().into())
     }
-
 }
 
 /// A reserved slot travelling with an `initialize` request (in the HTTP
@@ -328,7 +327,9 @@ impl SessionManager for BoundSessionManager {
             }
         };
         let response = self.inner.initialize_session(id, message).await?;
-        let version = negotiated_version(&response).or(requested).unwrap_or_default();
+        let version = negotiated_version(&response)
+            .or(requested)
+            .unwrap_or_default();
         if !self.registry.bind(ticket, id.clone(), primes(&version)) {
             // The reservation is gone (the request was abandoned): end the session.
             let _ = self.inner.close_session(id).await;
@@ -408,7 +409,10 @@ mod tests {
         assert_ne!(a, CallerId::new(Some("t"), Some("k")));
         assert_ne!(a, CallerId::new(Some("u"), None));
         assert_ne!(a, CallerId::new(None, None));
-        assert_ne!(CallerId::new(Some("tk"), None), CallerId::new(Some("t"), Some("k")));
+        assert_ne!(
+            CallerId::new(Some("tk"), None),
+            CallerId::new(Some("t"), Some("k"))
+        );
     }
 
     #[test]
