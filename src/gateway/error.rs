@@ -214,6 +214,11 @@ fn api_advice(
                      task belongs to another API key. Use the id exactly as create_video \
                      returned it."
             .into(),
+        (404, _) if op == Operation::Credits => "This gateway answers none of the balance \
+                     endpoints (/dashboard/billing/subscription, /v1/account/credits): check \
+                     that HEYGEN_API_BASE points at the gateway (without a trailing /v1); its \
+                     web dashboard also shows the balance."
+            .into(),
         (404, _) => "The endpoint was not found: check that HEYGEN_API_BASE points at the task \
                      API (without a trailing /v1)."
             .into(),
