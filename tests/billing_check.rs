@@ -282,3 +282,137 @@ async fn check_fails_on_a_rejected_key_a_missing_model_or_no_key() {
         "{out}"
     );
 }
+
+async fn mount_create(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/generations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "task-files-1", "status": "pending", "progress": 0, "created": 1757165031
+        })))
+        .mount(server)
+        .await;
+}
+
+fn requests_to(reqs: &[wiremock::Request], p: &str) -> Vec<serde_json::Value> {
+    reqs.iter()
+        .filter(|r| r.url.path() == p)
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn local_files_are_uploaded_once_and_passed_as_file_urls() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/files/upload/base64"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "f1", "filename": "slide.png", "url": "https://files.example/f1.png", "size": 4
+        })))
+        .mount(&server)
+        .await;
+    mount_create(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("slide.png");
+    std::fs::write(&png, b"\x89PNG").unwrap();
+    let c = McpChild::legacy(ServerOpts {
+        api_base: Some(server.uri()),
+        api_key: Some(TEST_KEY.into()),
+        ..ServerOpts::default()
+    })
+    .await;
+    let args = json!({
+        "prompt": "Explain this slide",
+        "file_urls": ["https://cdn.example/logo.png"],
+        "file_paths": [png.display().to_string()]
+    });
+    let r = c.call("create_video", args.clone()).await;
+    assert_eq!(expect_ok(&r)["task_id"], "task-files-1");
+    let reqs = server.received_requests().await.unwrap();
+    let uploads = requests_to(&reqs, "/v1/files/upload/base64");
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0]["file_name"], "slide.png");
+    assert_eq!(uploads[0]["file_data"], "iVBORw==");
+    let creates = requests_to(&reqs, "/v1/videos/generations");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(
+        creates[0]["file_urls"],
+        json!([
+            "https://cdn.example/logo.png",
+            "https://files.example/f1.png"
+        ])
+    );
+    // The identical call again is the same video: no second upload or create.
+    let again = c.call("create_video", args).await;
+    assert_eq!(expect_ok(&again)["task_id"], "task-files-1");
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(requests_to(&reqs, "/v1/files/upload/base64").len(), 1);
+    assert_eq!(requests_to(&reqs, "/v1/videos/generations").len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_file_or_a_failed_upload_buys_nothing() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/files/upload/base64"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "error": {"message": "unsupported", "type": "x", "code": "invalid_file_type"}
+        })))
+        .mount(&server)
+        .await;
+    mount_create(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.mp4");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(21 * 1024 * 1024)
+        .unwrap();
+    let ok = dir.path().join("ok.pdf");
+    std::fs::write(&ok, b"%PDF-1.4").unwrap();
+    let c = McpChild::legacy(ServerOpts {
+        api_base: Some(server.uri()),
+        api_key: Some(TEST_KEY.into()),
+        ..ServerOpts::default()
+    })
+    .await;
+    let cases = [
+        (json!([big.display().to_string()]), "at most 20 MB"),
+        (json!(["notes/ok.pdf"]), "not an absolute path"),
+        (
+            json!([dir.path().join("none.png").display().to_string()]),
+            "does not exist",
+        ),
+        (
+            json!([ok.display().to_string()]),
+            "Uploading ok.pdf failed, so no video was created",
+        ),
+    ];
+    for (paths, needle) in cases {
+        let r = c
+            .call(
+                "create_video",
+                json!({"prompt": "Use this", "file_paths": paths}),
+            )
+            .await;
+        let text = common::expect_tool_error(&r);
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    let reqs = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests_to(&reqs, "/v1/videos/generations").len(),
+        0,
+        "nothing bought"
+    );
+    assert_eq!(
+        requests_to(&reqs, "/v1/files/upload/base64").len(),
+        1,
+        "only the good file"
+    );
+    // 21 entries in all are refused before anything is read or sent.
+    let r = c
+        .call(
+            "create_video",
+            json!({"prompt": "x", "file_urls": vec!["https://a.example/x.png"; 20], "file_paths": [ok.display().to_string()]}),
+        )
+        .await;
+    assert!(common::expect_tool_error(&r).contains("at most 20"));
+}

@@ -12,6 +12,7 @@ pub enum Operation {
     GetTask,
     Credits,
     Download,
+    Upload,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +107,7 @@ impl GatewayError {
             Operation::GetTask => "Looking up the video task failed",
             Operation::Credits => "Reading the credit balance failed",
             Operation::Download => "Downloading the video failed",
+            Operation::Upload => "The upload failed",
         };
         let mut msg = match self {
             GatewayError::MissingKey { header_hint } => {
