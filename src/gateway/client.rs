@@ -582,9 +582,7 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(bytes).ok();
     let body = parsed.map(ErrorEnvelope::into_body).unwrap_or_default();
     let mut message = match body.message {
@@ -611,6 +609,22 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
         request_id: request_id.map(|r| key.scrub(&r)),
         retry_after,
     }
+}
+
+/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 §10.2.3),
+/// capped at a day; a date in the past means "now".
+pub fn parse_retry_after(raw: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = httpdate::parse_http_date(raw).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or_default()
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// Finds `request_id: XYZ` / `request id: XYZ` / `request_id=XYZ` in a message.
@@ -710,6 +724,23 @@ mod tests {
             utf8_percent_encode("a:b.c-d_e/../x?y", SEGMENT).to_string(),
             "a:b.c-d_e%2F..%2Fx%3Fy"
         );
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Tue, 01 Dec 2026 10:00:00 GMT").unwrap();
+        let p = |v: &str| parse_retry_after(v, now);
+        assert_eq!(p("7"), Some(Duration::from_secs(7)));
+        assert_eq!(p(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            p("Tue, 01 Dec 2026 10:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(p("Tue, 01 Dec 2026 09:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("999999999"), Some(Duration::from_secs(86_400)));
+        for bad in ["-1", "soon", "", "NaN"] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 
     #[test]
