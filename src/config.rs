@@ -38,6 +38,9 @@ Quick start without a key:  heygen-video-mcp --simulate";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "heygen-video-mcp", version, about, after_help = ENV_HELP)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Upstream task API: origin plus optional path prefix.
     #[arg(long, env = "HEYGEN_API_BASE", default_value = DEFAULT_API_BASE, value_name = "URL")]
     pub api_base: String,
@@ -281,6 +284,14 @@ pub struct Cli {
         value_name = "BYTES"
     )]
     pub tenant_download_max_bytes: u64,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Check the key, the video model, the balance, the download folder and the
+    /// ledger, print the settings in force, and exit (non-zero when something is wrong).
+    Check,
 }
 
 /// Validated configuration.

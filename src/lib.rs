@@ -3,6 +3,7 @@
 //! Data flows one way: transport → server (MCP surface) → tools → gateway
 //! client → upstream HTTP. See `README.md` for use and `shared/DESIGN.md`.
 
+pub mod check;
 pub mod config;
 pub mod gateway;
 pub mod ledger;
@@ -10,3 +11,4 @@ pub mod server;
 pub mod simulator;
 pub mod tools;
 pub mod transport;
+pub mod video;

@@ -5,7 +5,7 @@ use std::{io::IsTerminal, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use heygen_video_mcp::{
-    config::{Cli, Settings},
+    config::{Cli, Command, Settings},
     gateway::{ApiKey, GatewayClient},
     simulator::{SimConfig, Simulator},
     tools::{AppState, ToolOptions, VideoServer},
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check = cli.command == Some(Command::Check);
     init_tracing();
     let settings = match cli.into_settings(
         std::env::var("HEYGEN_API_KEY").ok(),
@@ -50,8 +51,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(run(settings, check)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("heygen-video-mcp: {e}");
             ExitCode::FAILURE
@@ -70,7 +72,8 @@ fn init_tracing() {
         .init();
 }
 
-async fn run(mut settings: Settings) -> Result<(), String> {
+/// Serves (or checks) until done; `Ok(false)` when a check found a problem.
+async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
     // Keep the simulator alive for as long as the server runs.
     let _simulator = if settings.simulate {
         let sim = Simulator::start(SimConfig {
@@ -97,6 +100,12 @@ async fn run(mut settings: Settings) -> Result<(), String> {
         None
     };
 
+    if check {
+        let report = heygen_video_mcp::check::run(&settings).await;
+        print!("{}", report.text);
+        return Ok(report.ok);
+    }
+
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
 
@@ -116,7 +125,9 @@ async fn run(mut settings: Settings) -> Result<(), String> {
     });
 
     match settings.http.clone() {
-        Some(http) => transport::http::serve(state, http, stop).await,
+        Some(http) => transport::http::serve(state, http, stop)
+            .await
+            .map(|()| true),
         None => {
             if std::io::stdin().is_terminal() {
                 eprintln!(
@@ -126,7 +137,9 @@ async fn run(mut settings: Settings) -> Result<(), String> {
                     env!("CARGO_PKG_VERSION")
                 );
             }
-            transport::stdio::serve(VideoServer::new(state), stop).await
+            transport::stdio::serve(VideoServer::new(state), stop)
+                .await
+                .map(|()| true)
         }
     }
 }

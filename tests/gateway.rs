@@ -1109,7 +1109,7 @@ async fn create_on_a_refused_connection_is_a_connect_error_where_nothing_was_sen
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn credits_passes_arbitrary_json_through_unchanged() {
+async fn credits_fall_back_to_the_older_endpoint_and_keep_its_answer() {
     let server = MockServer::start().await;
     let balance = json!({
         "object": "credits",
@@ -1127,15 +1127,17 @@ async fn credits_passes_arbitrary_json_through_unchanged() {
         .expect(1)
         .mount(&server)
         .await;
-    let got = client(&server, 1).credits(&key()).await.unwrap();
-    assert_eq!(got, balance);
+    let got = client(&server, 1).balance(&key()).await.unwrap();
+    assert_eq!(got.upstream["account_credits"], balance);
+    assert_eq!(got.credits.remaining, Some(1234.5));
+    assert_eq!(got.credits.unit.as_deref(), Some("USD"));
 }
 
 #[tokio::test]
 async fn credits_401_is_mapped_to_check_the_api_key() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v1/account/credits"))
+        .and(path("/dashboard/billing/subscription"))
         .respond_with(ResponseTemplate::new(401).set_body_json(error_body(
             "Invalid token (request_id: cr-401)",
             "new_api_error",
@@ -1144,7 +1146,7 @@ async fn credits_401_is_mapped_to_check_the_api_key() {
         .expect(1)
         .mount(&server)
         .await;
-    let err = client(&server, 4).credits(&key()).await.expect_err("401");
+    let err = client(&server, 4).balance(&key()).await.expect_err("401");
     let f = api_fields(&err);
     assert_eq!(f.status, 401);
     assert_eq!(f.request_id.as_deref(), Some("cr-401"));
@@ -1154,23 +1156,29 @@ async fn credits_401_is_mapped_to_check_the_api_key() {
 }
 
 #[tokio::test]
-async fn credits_retries_a_503_and_then_passes_the_answer_on() {
+async fn credits_retry_a_503_and_then_report_the_balance() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
-        .and(path("/v1/account/credits"))
+        .and(path("/dashboard/billing/subscription"))
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(1)
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/v1/account/credits"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([1, 2, 3])))
+        .and(path("/dashboard/billing/subscription"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"hard_limit_usd": 10})))
         .expect(1)
         .mount(&server)
         .await;
-    let got = client(&server, 3).credits(&key()).await.unwrap();
-    assert_eq!(got, json!([1, 2, 3]));
+    Mock::given(method("GET"))
+        .and(path("/dashboard/billing/usage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"total_usage": 250})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let got = client(&server, 3).balance(&key()).await.unwrap();
+    assert_eq!(got.credits.remaining, Some(7.5));
 }
 
 // ---------------------------------------------------------------------------

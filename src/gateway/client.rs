@@ -16,8 +16,25 @@ use serde_json::Value;
 use super::{
     error::GatewayError,
     secret::ApiKey,
-    types::{CreateVideoRequest, ErrorEnvelope, TaskObject},
+    types::{
+        CreateVideoRequest, ErrorEnvelope, ModelList, Pricing, Subscription, TaskObject,
+        UploadRequest, UploadedFile, Usage,
+    },
 };
+use crate::video::Credits;
+
+/// The price group assumed for a key whose group is unknown.
+pub const DEFAULT_GROUP: &str = "default";
+/// The public pricing table is a nicety: never wait long for it.
+const PRICING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A balance, the price of one video when known, and the raw answers.
+#[derive(Debug, Clone)]
+pub struct Balance {
+    pub credits: Credits,
+    pub price_per_video: Option<f64>,
+    pub upstream: Value,
+}
 
 /// Most of a task answer we will ever read; anything bigger is not a task.
 const MAX_BODY: usize = 2 * 1024 * 1024;
@@ -165,25 +182,33 @@ impl GatewayClient {
             status: 0,
             detail: e.to_string(),
         })?;
+        let (status, bytes) = self.send_unrepeated(key, &url, Bytes::from(body)).await?;
+        let task = decode_task(status, &bytes, key)?;
+        if task.id.is_none() {
+            // The video was probably created, but we cannot name it.
+            return Err(GatewayError::Decode {
+                status: status.as_u16(),
+                detail: "the answer carries no task id".into(),
+            });
+        }
+        Ok(task)
+    }
+
+    /// A POST that must not reach the upstream twice: resent only when
+    /// nothing was sent (connect failure) or the gateway refused it with 429,
+    /// within the create budget.
+    async fn send_unrepeated(
+        &self,
+        key: &ApiKey,
+        url: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), GatewayError> {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let result = self
-                .send(key, Method::POST, &url, Some(Bytes::from(body.clone())))
-                .await;
-            let err = match result {
-                Ok((status, bytes)) => {
-                    let task = decode_task(status, &bytes, key)?;
-                    if task.id.is_none() {
-                        // The video was probably created, but we cannot name it.
-                        return Err(GatewayError::Decode {
-                            status: status.as_u16(),
-                            detail: "the answer carries no task id".into(),
-                        });
-                    }
-                    return Ok(task);
-                }
+            let err = match self.send(key, Method::POST, url, Some(body.clone())).await {
+                Ok(ok) => return Ok(ok),
                 Err(e) => e,
             };
             let retryable = matches!(
@@ -207,7 +232,7 @@ impl GatewayClient {
             if started.elapsed() + delay > self.config.retry.create_budget {
                 return Err(err);
             }
-            tracing::info!(attempt, ?delay, "create not accepted, retrying: {err}");
+            tracing::info!(attempt, ?delay, "request not accepted, retrying: {err}");
             tokio::time::sleep(delay).await;
         }
     }
@@ -232,20 +257,128 @@ impl GatewayClient {
         decode_task(status, &bytes, key)
     }
 
-    /// `GET /v1/account/credits`, passed on as JSON (its shape is undocumented).
-    pub async fn credits(&self, key: &ApiKey) -> Result<Value, GatewayError> {
-        let url = self.url("/v1/account/credits");
-        let (status, bytes) = self.send_idempotent(key, &url).await?;
-        let mut value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| GatewayError::Decode {
-                status: status.as_u16(),
-                detail: key.scrub(&format!("not JSON ({e}): {}", excerpt(&bytes))),
-            })?;
-        // Passed on as is, except for anything that echoes the key.
-        if key.may_appear_in(&bytes) {
-            key.scrub_json(&mut value);
+    /// The key's balance from the gateway's billing endpoints (UPSTREAM.md,
+    /// "Credits and balance"), read concurrently, plus the price of one video
+    /// from the public pricing endpoint when it answers. A gateway without the
+    /// billing endpoints (404) is asked the older `/v1/account/credits`.
+    pub async fn balance(&self, key: &ApiKey) -> Result<Balance, GatewayError> {
+        let (sub, usage, pricing) = tokio::join!(
+            self.get_json(key, "/dashboard/billing/subscription"),
+            self.get_json(key, "/dashboard/billing/usage"),
+            self.pricing(),
+        );
+        let price = pricing.and_then(|p| p.video_price(DEFAULT_GROUP));
+        let sub = match sub {
+            Err(e) if e.status() == Some(404) => {
+                let legacy = self.get_json(key, "/v1/account/credits").await?;
+                return Ok(Balance {
+                    credits: legacy_credits(&legacy),
+                    price_per_video: price,
+                    upstream: serde_json::json!({ "account_credits": legacy }),
+                });
+            }
+            other => other?,
+        };
+        // Usage unknown (404) leaves `used` and `remaining` unreported; any
+        // other failure fails the lookup rather than show a wrong balance.
+        let usage = match usage {
+            Err(e) if e.status() == Some(404) => None,
+            other => Some(other?),
+        };
+        let parsed: Subscription = serde_json::from_value(sub.clone()).unwrap_or_default();
+        let used = usage
+            .as_ref()
+            .and_then(|u| serde_json::from_value::<Usage>(u.clone()).ok())
+            .and_then(|u| u.total_usage)
+            .map(|hundredths| hundredths / 100.0);
+        if parsed.hard_limit_usd.is_none() {
+            return Err(GatewayError::Decode {
+                status: 200,
+                detail: format!(
+                    "the billing answer has no hard_limit_usd: {}",
+                    key.scrub(&excerpt(sub.to_string().as_bytes()))
+                ),
+            });
         }
-        Ok(value)
+        Ok(Balance {
+            credits: Credits::from_quota(
+                parsed.hard_limit_usd,
+                used,
+                parsed.unit.or(parsed.currency),
+            ),
+            price_per_video: price,
+            upstream: serde_json::json!({ "subscription": sub, "usage": usage }),
+        })
+    }
+
+    /// `GET /v1/models`: the model ids the key may call.
+    pub async fn models(&self, key: &ApiKey) -> Result<Vec<String>, GatewayError> {
+        let value = self.get_json(key, "/v1/models").await?;
+        let list: ModelList = serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+            status: 200,
+            detail: format!("not a model list: {e}"),
+        })?;
+        Ok(list.data.into_iter().filter_map(|m| m.id).collect())
+    }
+
+    /// `POST /v1/files/upload/base64`: one local file turned into a URL for
+    /// `file_urls`. Not idempotent, so sent once (resent only when nothing was
+    /// sent or on 429, like a create).
+    pub async fn upload_file(
+        &self,
+        key: &ApiKey,
+        file_name: &str,
+        data: &[u8],
+    ) -> Result<String, GatewayError> {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        let body = serde_json::to_vec(&UploadRequest {
+            file_data: &encoded,
+            file_name,
+        })
+        .map_err(|e| GatewayError::Decode {
+            status: 0,
+            detail: e.to_string(),
+        })?;
+        drop(encoded);
+        let url = self.url("/v1/files/upload/base64");
+        let (status, bytes) = self.send_unrepeated(key, &url, Bytes::from(body)).await?;
+        let value = parse_json(status, &bytes, key)?;
+        let file: UploadedFile =
+            serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+                status: status.as_u16(),
+                detail: format!("not an upload answer: {e}"),
+            })?;
+        file.url
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .ok_or(GatewayError::Decode {
+                status: status.as_u16(),
+                detail: "the upload answer carries no file URL".into(),
+            })
+    }
+
+    /// The public pricing table; `None` whenever it does not answer quickly.
+    async fn pricing(&self) -> Option<Pricing> {
+        let http = self.http().ok()?;
+        let resp = http
+            .get(self.url("/api/pricing"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(PRICING_TIMEOUT.min(self.config.timeout))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let bytes = read_capped(resp).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// An idempotent GET whose JSON answer is passed on (key scrubbed).
+    async fn get_json(&self, key: &ApiKey, path: &str) -> Result<Value, GatewayError> {
+        let url = self.url(path);
+        let (status, bytes) = self.send_idempotent(key, &url).await?;
+        parse_json(status, &bytes, key)
     }
 
     async fn send_idempotent(
@@ -379,6 +512,45 @@ fn root_cause(e: &reqwest::Error) -> String {
     }
 }
 
+/// A JSON answer with anything echoing the key scrubbed.
+fn parse_json(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<Value, GatewayError> {
+    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::Decode {
+        status: status.as_u16(),
+        detail: key.scrub(&format!("not JSON ({e}): {}", excerpt(bytes))),
+    })?;
+    if key.may_appear_in(bytes) {
+        key.scrub_json(&mut value);
+    }
+    Ok(value)
+}
+
+/// Reads the well-known fields of the older, undocumented credits answer.
+fn legacy_credits(v: &Value) -> Credits {
+    let body = match v.get("data") {
+        Some(d) if d.is_object() => d,
+        _ => v,
+    };
+    let num = |names: &[&str]| {
+        names.iter().find_map(|n| {
+            let f = body.get(*n)?;
+            f.as_f64().or_else(|| f.as_str()?.trim().parse().ok())
+        })
+    };
+    let unit = ["unit", "currency"]
+        .iter()
+        .find_map(|n| body.get(*n)?.as_str().map(str::to_string));
+    let remaining = num(&["remaining", "remaining_credits", "balance", "available"]);
+    let used = num(&["used", "used_credits"]);
+    let total = num(&["total", "total_credits"]);
+    Credits {
+        remaining,
+        used,
+        total,
+        unlimited: false,
+        unit,
+    }
+}
+
 fn decode_task(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<TaskObject, GatewayError> {
     let decode_error = |detail: String| GatewayError::Decode {
         status: status.as_u16(),
@@ -410,9 +582,7 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let parsed: Option<ErrorEnvelope> = serde_json::from_slice(bytes).ok();
     let body = parsed.map(ErrorEnvelope::into_body).unwrap_or_default();
     let mut message = match body.message {
@@ -439,6 +609,22 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
         request_id: request_id.map(|r| key.scrub(&r)),
         retry_after,
     }
+}
+
+/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 §10.2.3),
+/// capped at a day; a date in the past means "now".
+pub fn parse_retry_after(raw: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let raw = raw.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
+    }
+    let at = httpdate::parse_http_date(raw).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or_default()
+            .min(Duration::from_secs(86_400)),
+    )
 }
 
 /// Finds `request_id: XYZ` / `request id: XYZ` / `request_id=XYZ` in a message.
@@ -538,6 +724,23 @@ mod tests {
             utf8_percent_encode("a:b.c-d_e/../x?y", SEGMENT).to_string(),
             "a:b.c-d_e%2F..%2Fx%3Fy"
         );
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Tue, 01 Dec 2026 10:00:00 GMT").unwrap();
+        let p = |v: &str| parse_retry_after(v, now);
+        assert_eq!(p("7"), Some(Duration::from_secs(7)));
+        assert_eq!(p(" 1.5 "), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            p("Tue, 01 Dec 2026 10:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(p("Tue, 01 Dec 2026 09:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("999999999"), Some(Duration::from_secs(86_400)));
+        for bad in ["-1", "soon", "", "NaN"] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub enum Operation {
     GetTask,
     Credits,
     Download,
+    Upload,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -106,6 +107,7 @@ impl GatewayError {
             Operation::GetTask => "Looking up the video task failed",
             Operation::Credits => "Reading the credit balance failed",
             Operation::Download => "Downloading the video failed",
+            Operation::Upload => "The upload failed",
         };
         let mut msg = match self {
             GatewayError::MissingKey { header_hint } => {
@@ -213,6 +215,11 @@ fn api_advice(
         (404, _) if op == Operation::GetTask => "No such task: the task_id is wrong, or the \
                      task belongs to another API key. Use the id exactly as create_video \
                      returned it."
+            .into(),
+        (404, _) if op == Operation::Credits => "This gateway answers none of the balance \
+                     endpoints (/dashboard/billing/subscription, /v1/account/credits): check \
+                     that HEYGEN_API_BASE points at the gateway (without a trailing /v1); its \
+                     web dashboard also shows the balance."
             .into(),
         (404, _) => "The endpoint was not found: check that HEYGEN_API_BASE points at the task \
                      API (without a trailing /v1)."

@@ -5,7 +5,7 @@ pub mod error;
 pub mod secret;
 pub mod types;
 
-pub use client::{GatewayClient, GatewayConfig, RetryPolicy, validate_task_id};
+pub use client::{Balance, GatewayClient, GatewayConfig, RetryPolicy, validate_task_id};
 pub use error::{GatewayError, MONEY_RULE, Operation};
 pub use secret::ApiKey;
 pub use types::{CreateVideoRequest, Orientation, TaskObject, TaskStatus};

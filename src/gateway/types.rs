@@ -420,3 +420,96 @@ mod tests {
         assert_eq!(b.code.as_deref(), Some("7"));
     }
 }
+
+/// `GET /dashboard/billing/subscription` (New API, OpenAI-compatible):
+/// `hard_limit_usd` is the key's total quota, in whatever unit the site shows.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Subscription {
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub hard_limit_usd: Option<f64>,
+    /// Some gateways name their unit; none is documented.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub unit: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub currency: Option<String>,
+}
+
+/// `GET /dashboard/billing/usage`: `total_usage` in hundredths of the quota unit.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Usage {
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub total_usage: Option<f64>,
+}
+
+/// The public `GET /api/pricing` answer (only the fields used).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Pricing {
+    #[serde(default)]
+    pub data: Vec<ModelPrice>,
+    #[serde(default)]
+    pub group_ratio: std::collections::HashMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelPrice {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub model_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub quota_type: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_f64")]
+    pub model_price: Option<f64>,
+}
+
+impl Pricing {
+    /// The fixed price of one call of [`MODEL`] for `group` (`quota_type` 1:
+    /// `model_price × group_ratio[group]`, a missing ratio counting as 1).
+    pub fn video_price(&self, group: &str) -> Option<f64> {
+        let entry = self
+            .data
+            .iter()
+            .find(|m| m.model_name.as_deref() == Some(MODEL))?;
+        if entry.quota_type != Some(1) {
+            return None;
+        }
+        let ratio = self
+            .group_ratio
+            .get(group)
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        entry
+            .model_price
+            .map(|p| p * ratio)
+            .filter(|p| p.is_finite() && *p >= 0.0)
+    }
+}
+
+/// `GET /v1/models` (OpenAI format): the models the key's group may call.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelList {
+    #[serde(default)]
+    pub data: Vec<ModelEntry>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelEntry {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+}
+
+/// Body of `POST /v1/files/upload/base64`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadRequest<'a> {
+    pub file_data: &'a str,
+    pub file_name: &'a str,
+}
+
+/// Answer of the upload endpoint: the URL to pass in `file_urls`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UploadedFile {
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "lenient_i64")]
+    pub size: Option<i64>,
+}

@@ -75,6 +75,22 @@ impl CreateIdentity {
     }
 }
 
+impl CreateIdentity {
+    /// Local reference files count as arguments by their content.
+    pub fn with_files(mut self, digests: &[&str]) -> Self {
+        if !digests.is_empty() {
+            let mut h = Sha256::new();
+            h.update(self.args_hash.as_bytes());
+            for d in digests {
+                h.update(b"\0file:");
+                h.update(d.as_bytes());
+            }
+            self.args_hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        }
+        self
+    }
+}
+
 /// SHA-256 (hex) of the normalised create arguments: the validated upstream
 /// body with the prompt's whitespace runs collapsed, so a retry that differs
 /// only in spacing counts as the same request.

@@ -49,6 +49,12 @@ pub struct CreateVideoParams {
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub file_urls: Option<Vec<String>>,
+    /// Local files (absolute paths; images, videos, audio, PDFs up to 20 MB each)
+    /// uploaded as reference material before the video is created; with
+    /// file_urls at most 20 in all. Not available over HTTP.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub file_paths: Option<Vec<String>>,
     /// Disable the agent's memory for this video. Only pass when the user asks for it.
     #[serde(default)]
     pub incognito_mode: Option<bool>,
@@ -113,6 +119,15 @@ impl CreateVideoParams {
             if !checked.is_empty() {
                 body.file_urls = Some(checked);
             }
+        }
+        let urls = self.file_urls.as_ref().map_or(0, Vec::len);
+        let paths = self.file_paths.as_ref().map_or(0, Vec::len);
+        if urls + paths > MAX_FILE_URLS {
+            return Err(format!(
+                "file_urls and file_paths have {} entries together; at most {MAX_FILE_URLS} are \
+                 allowed.",
+                urls + paths
+            ));
         }
         Ok(body)
     }
@@ -223,10 +238,21 @@ impl VideoServer {
             .map_err(|e| error_result(format!("Invalid arguments: {e}")))?;
         let idempotency_key = check_idempotency_key(&params.idempotency_key)
             .map_err(|e| error_result(format!("Invalid arguments: {e}")))?;
+        let paths = params.file_paths.unwrap_or_default();
+        if !paths.is_empty() && self.state.options.http_mode {
+            return Err(error_result(
+                "Invalid arguments: file_paths is not available on this server: it runs \
+                 remotely and cannot read your disk. Put the files online and pass their \
+                 https URLs in file_urls instead. Nothing was created.",
+            ));
+        }
         let key = self
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::Create)))?;
-        self.create_once(key, body, idempotency_key).await
+        let files = super::files::check_all(&paths)
+            .await
+            .map_err(|e| error_result(format!("Invalid arguments: {e}. Nothing was created.")))?;
+        self.create_once(key, body, idempotency_key, files).await
     }
 }
 

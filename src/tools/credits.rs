@@ -1,5 +1,6 @@
-//! `get_credits`: the key's balance from `GET /v1/account/credits`, passed on
-//! as the upstream sent it (its shape is undocumented) with a readable summary.
+//! `get_credits`: the key's balance, typed (remaining, used, total, unlimited,
+//! unit) from the gateway's billing endpoints, the price of one video when
+//! the public pricing table states it, and the raw answers for reference.
 
 use rmcp::{
     handler::server::{tool::schema_for_output, wrapper::Parameters},
@@ -15,10 +16,10 @@ use super::{
     VideoServer,
     view::{error_result, structured_result},
 };
-use crate::gateway::Operation;
-
-/// Longest JSON excerpt put in the text summary.
-const MAX_TEXT_JSON: usize = 2000;
+use crate::{
+    gateway::{Balance, Operation},
+    video::Credits,
+};
 
 /// Arguments of `get_credits`: none (unknown ones are refused).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -28,70 +29,95 @@ pub struct GetCreditsParams {}
 /// The result of `get_credits`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CreditsView {
-    /// The upstream's answer to GET /v1/account/credits, unchanged (its shape
-    /// depends on the gateway).
-    pub credits: Value,
+    /// The balance in the gateway's own unit.
+    pub credits: Credits,
+    /// Price of one video in the same unit, when the gateway publishes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_per_video: Option<f64>,
+    /// How many videos the remaining balance pays for at that price.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub videos_affordable: Option<u64>,
+    /// The upstream's answers, unchanged.
+    pub upstream: Value,
 }
 
-/// Fields that usually carry the balance, in the order they are reported.
-const BALANCE_KEYS: &[&str] = &[
-    "balance",
-    "credits",
-    "remaining",
-    "remaining_credits",
-    "available",
-    "total",
-    "used",
-    "currency",
-];
-
-/// A readable summary: the well-known fields first, then the whole answer.
-pub fn summary(credits: &Value) -> String {
-    let mut s =
-        String::from("Credit balance of the configured API key (as the gateway reports it)");
-    // Gateways often wrap the answer in {"data": {...}}.
-    let body = match credits.get("data") {
-        Some(d) if d.is_object() => d,
-        _ => credits,
-    };
-    let mut known = Vec::new();
-    if let Some(map) = body.as_object() {
-        for k in BALANCE_KEYS {
-            if let Some(v) = map.get(*k)
-                && (v.is_number() || v.is_string())
-            {
-                let shown = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                known.push(format!("{k}: {shown}"));
-            }
+impl From<Balance> for CreditsView {
+    fn from(b: Balance) -> Self {
+        let videos_affordable = b
+            .price_per_video
+            .and_then(|p| b.credits.videos_affordable(p));
+        Self {
+            credits: b.credits,
+            price_per_video: b.price_per_video,
+            videos_affordable,
+            upstream: b.upstream,
         }
     }
-    if known.is_empty() {
-        s.push(':');
+}
+
+fn amount(v: f64, unit: &Option<String>) -> String {
+    let n = if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
     } else {
-        s.push_str(&format!(": {}.", known.join(", ")));
+        format!("{v}")
+    };
+    match unit {
+        Some(u) => format!("{n} {u}"),
+        None => n,
     }
-    let mut raw = serde_json::to_string_pretty(credits).unwrap_or_else(|_| credits.to_string());
-    if raw.chars().count() > MAX_TEXT_JSON {
-        raw = raw.chars().take(MAX_TEXT_JSON).collect();
-        raw.push_str("\n… (truncated; the full answer is in structuredContent)");
+}
+
+/// A readable summary of the balance.
+pub fn summary(view: &CreditsView) -> String {
+    let c = &view.credits;
+    let mut s = String::from("Balance of the configured API key: ");
+    if c.unlimited {
+        s.push_str("unlimited quota");
+        if let Some(u) = c.used {
+            s.push_str(&format!(" ({} used)", amount(u, &c.unit)));
+        }
+    } else {
+        let mut parts = Vec::new();
+        if let Some(r) = c.remaining {
+            parts.push(format!("{} remaining", amount(r, &c.unit)));
+        }
+        if let Some(u) = c.used {
+            parts.push(format!("{} used", amount(u, &c.unit)));
+        }
+        if let Some(t) = c.total {
+            parts.push(format!("{} in total", amount(t, &c.unit)));
+        }
+        if parts.is_empty() {
+            s.push_str("not stated by the gateway (see upstream)");
+        } else {
+            s.push_str(&parts.join(", "));
+        }
     }
-    s.push_str(&format!("\nFull answer:\n{raw}"));
-    s.push_str(
-        "\nA HeyGen Video Agent video reserves credits when create_video succeeds; the cost \
-         depends on the gateway's pricing.",
-    );
+    s.push('.');
+    if c.unit.is_none() {
+        s.push_str(" Amounts are in the gateway's quota unit (the one its site shows: USD, CNY or tokens).");
+    }
+    match view.price_per_video {
+        Some(p) => {
+            s.push_str(&format!(" One video costs {}", amount(p, &c.unit)));
+            if let Some(n) = view.videos_affordable {
+                s.push_str(&format!("; the balance pays for {n} more"));
+            }
+            s.push('.');
+        }
+        None => s.push_str(
+            " A video's price is not published by this gateway; credits are reserved when create_video succeeds.",
+        ),
+    }
     s
 }
 
 #[tool_router(router = credits_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Show the credit balance and usage of the configured HeyGen API key, as the
-    /// gateway reports it (passed on unchanged). Use it before creating videos
-    /// when the user asks what is left, or after a "balance too low" error.
-    /// Read-only and free.
+    /// Show the balance of the configured API key (remaining, used, total) and,
+    /// when the gateway publishes it, the price of one video. Use it when the
+    /// user asks what is left, before making several videos, or after a
+    /// "balance too low" error. Read-only and free.
     #[tool(
         output_schema = schema_for_output::<CreditsView>(),
         annotations(
@@ -110,14 +136,14 @@ impl VideoServer {
         let key = self
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::Credits)))?;
-        let credits = self
-            .state
-            .gateway
-            .credits(&key)
-            .await
-            .map_err(|e| error_result(e.user_message(Operation::Credits)))?;
-        let text = summary(&credits);
-        Ok(structured_result(text, &CreditsView { credits }))
+        let view = CreditsView::from(
+            self.state
+                .gateway
+                .balance(&key)
+                .await
+                .map_err(|e| error_result(e.user_message(Operation::Credits)))?,
+        );
+        Ok(structured_result(summary(&view), &view))
     }
 }
 
@@ -126,25 +152,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    #[test]
-    fn summary_names_the_balance_and_keeps_everything() {
-        let v =
-            json!({"object": "account.credits", "balance": 995, "used": 5, "currency": "credits"});
-        let s = summary(&v);
-        assert!(
-            s.contains("balance: 995, used: 5, currency: credits"),
-            "{s}"
-        );
-        assert!(s.contains("\"object\": \"account.credits\""), "{s}");
+    fn view(credits: Credits, price: Option<f64>) -> CreditsView {
+        CreditsView::from(Balance {
+            credits,
+            price_per_video: price,
+            upstream: json!({}),
+        })
     }
 
     #[test]
-    fn summary_handles_wrapped_and_odd_shapes() {
-        let s = summary(&json!({"data": {"remaining_credits": "12.5"}}));
-        assert!(s.contains("remaining_credits: 12.5"), "{s}");
-        let s = summary(&json!([1, 2, 3]));
-        assert!(s.contains("[\n  1,"), "{s}");
-        let big = json!({"items": vec!["x".repeat(100); 100]});
-        assert!(summary(&big).contains("truncated"));
+    fn summary_states_balance_price_and_unit() {
+        let s = summary(&view(
+            Credits::from_quota(Some(100.0), Some(12.5), None),
+            Some(2.5),
+        ));
+        assert!(s.contains("87.5 remaining, 12.5 used, 100 in total"), "{s}");
+        assert!(s.contains("quota unit"), "{s}");
+        assert!(
+            s.contains("One video costs 2.5; the balance pays for 35 more"),
+            "{s}"
+        );
+        let s = summary(&view(
+            Credits::from_quota(Some(1e8), Some(3.0), Some("USD".into())),
+            None,
+        ));
+        assert!(s.contains("unlimited quota (3 USD used)"), "{s}");
+        assert!(s.contains("not published"), "{s}");
+        assert!(!s.contains("quota unit"), "{s}");
     }
 }

@@ -37,7 +37,9 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
-    VideoServer, list,
+    VideoServer,
+    files::LocalFile,
+    list,
     view::{VideoTask, error_result, human_duration},
 };
 use crate::{
@@ -241,8 +243,11 @@ impl VideoServer {
         key: ApiKey,
         body: CreateVideoRequest,
         idempotency_key: Option<String>,
+        files: Vec<LocalFile>,
     ) -> Result<CallToolResult, CallToolResult> {
-        let identity = CreateIdentity::new(key.fingerprint(), &body, idempotency_key);
+        let digests: Vec<&str> = files.iter().map(|f| f.digest.as_str()).collect();
+        let identity =
+            CreateIdentity::new(key.fingerprint(), &body, idempotency_key).with_files(&digests);
         loop {
             match self.state.options.creates.enter(&identity) {
                 Turn::Conflict(preview) => {
@@ -266,9 +271,10 @@ impl VideoServer {
                     // claim and settlement, and the waiting calls intact.
                     let server = self.clone();
                     let (key, body, id) = (key.clone(), body.clone(), identity.clone());
+                    let files = files.clone();
                     let job = tokio::spawn(
                         async move {
-                            let made = server.create_as_leader(&key, &body, &id).await;
+                            let made = server.create_as_leader(&key, &body, &id, &files).await;
                             let outcome: Outcome = match &made {
                                 Ok(Made::Fresh(v) | Made::Reused { view: v, .. }) => Ok(v.clone()),
                                 Err(e) => Err(e.clone()),
@@ -310,6 +316,7 @@ impl VideoServer {
         key: &ApiKey,
         body: &CreateVideoRequest,
         identity: &CreateIdentity,
+        files: &[LocalFile],
     ) -> Result<Made, CallToolResult> {
         let mut reservation = None;
         if let Some(ledger) = self.state.options.ledger.clone() {
@@ -353,6 +360,29 @@ impl VideoServer {
             }
         }
 
+        let uploaded;
+        let body = if files.is_empty() {
+            body
+        } else {
+            match self.upload_all(key, files).await {
+                Ok(urls) => {
+                    let mut with = body.clone();
+                    with.file_urls.get_or_insert_with(Vec::new).extend(urls);
+                    uploaded = with;
+                    &uploaded
+                }
+                Err(msg) => {
+                    if let (Some(ledger), Some(row)) =
+                        (self.state.options.ledger.as_ref(), reservation)
+                        && let Err(e) = ledger.settle(row, Settle::NotCreated).await
+                    {
+                        tracing::warn!("the ledger did not record the failed upload: {e}");
+                    }
+                    return Err(error_result(msg));
+                }
+            }
+        };
+
         tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
         let result = self.state.gateway.create_video(key, body).await;
         let view = result.as_ref().ok().map(|task: &TaskObject| {
@@ -387,6 +417,32 @@ impl VideoServer {
                  before trying again.",
             )),
         }
+    }
+
+    /// Uploads each local file once, in order; the first failure ends it with
+    /// a message saying that no video was created.
+    async fn upload_all(&self, key: &ApiKey, files: &[LocalFile]) -> Result<Vec<String>, String> {
+        let mut urls = Vec::with_capacity(files.len());
+        for file in files {
+            let data = super::files::read_for_upload(file)
+                .await
+                .map_err(|e| format!("Creating the video failed: {e}. Nothing was created."))?;
+            tracing::info!(bytes = data.len(), "uploading a reference file");
+            let url = self
+                .state
+                .gateway
+                .upload_file(key, &file.name, &data)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "Uploading {} failed, so no video was created: {}",
+                        file.name,
+                        e.user_message(Operation::Upload)
+                    )
+                })?;
+            urls.push(url);
+        }
+        Ok(urls)
     }
 
     /// The view of an earlier task to answer with, re-checked upstream while it
@@ -600,7 +656,7 @@ mod tests {
             CreateVideoRequest::new(prompt),
             idem.map(String::from),
         );
-        tokio::spawn(async move { s.create_once(key(), body, idem).await })
+        tokio::spawn(async move { s.create_once(key(), body, idem, Vec::new()).await })
     }
 
     fn json(r: &CallToolResult) -> Value {

@@ -5,6 +5,7 @@
 pub mod create;
 pub mod credits;
 pub mod download;
+pub mod files;
 pub mod idempotency;
 pub mod list;
 pub mod progress;

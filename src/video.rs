@@ -1,0 +1,80 @@
+//! Domain types every layer may use; no I/O, no wire formats, no MCP.
+
+use serde::Serialize;
+
+/// The quota an unlimited New-API key reports as its total (1e8).
+pub const UNLIMITED_QUOTA: f64 = 100_000_000.0;
+
+/// A key's balance, typed the same way whatever the upstream's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, schemars::JsonSchema)]
+#[schemars(inline)]
+pub struct Credits {
+    /// What is left; absent when unlimited or not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<f64>,
+    /// What has been spent so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<f64>,
+    /// The key's total quota; absent when unlimited or not reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<f64>,
+    /// The key has no quota limit.
+    pub unlimited: bool,
+    /// The unit, when the upstream names it (gateways show USD, CNY or tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl Credits {
+    /// From a gateway's total quota and its usage (already in the quota's unit).
+    pub fn from_quota(total: Option<f64>, used: Option<f64>, unit: Option<String>) -> Self {
+        let unlimited = total.is_some_and(|t| t >= UNLIMITED_QUOTA);
+        let total = total.filter(|_| !unlimited);
+        let remaining = match (total, used) {
+            (Some(t), Some(u)) => Some(round(t - u)),
+            _ => None,
+        };
+        Self {
+            remaining,
+            used: used.map(round),
+            total: total.map(round),
+            unlimited,
+            unit,
+        }
+    }
+
+    /// How many videos at `price` the remaining balance pays for.
+    pub fn videos_affordable(&self, price: f64) -> Option<u64> {
+        if self.unlimited || price <= 0.0 {
+            return None;
+        }
+        let left = self.remaining?;
+        Some((left.max(0.0) / price + 1e-9).floor() as u64)
+    }
+}
+
+/// Six decimals are plenty for a balance and keep float noise out of answers.
+fn round(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_arithmetic() {
+        let c = Credits::from_quota(Some(100.0), Some(12.34), None);
+        assert_eq!(c.remaining, Some(87.66));
+        assert!(!c.unlimited);
+        assert_eq!(c.videos_affordable(2.5), Some(35));
+        let u = Credits::from_quota(Some(UNLIMITED_QUOTA), Some(5.0), None);
+        assert!(u.unlimited);
+        assert_eq!((u.total, u.remaining, u.used), (None, None, Some(5.0)));
+        assert_eq!(u.videos_affordable(2.5), None);
+        let over = Credits::from_quota(Some(1.0), Some(3.0), None);
+        assert_eq!(over.remaining, Some(-2.0));
+        assert_eq!(over.videos_affordable(1.0), Some(0));
+        assert_eq!(Credits::from_quota(None, Some(1.0), None).remaining, None);
+    }
+}
