@@ -321,9 +321,8 @@ impl Downloads {
                         }
                         match check_link(attempt.url(), &hops) {
                             Ok(()) => attempt.follow(),
-                            Err(why) => {
-                                attempt.error(Refused(format!("the video link redirected to {why}")))
-                            }
+                            Err(why) => attempt
+                                .error(Refused(format!("the video link redirected to {why}"))),
                         }
                     }))
                     .build()
@@ -854,9 +853,7 @@ fn check_link(url: &url::Url, upstream: &Upstream) -> Result<(), String> {
         "https" => {}
         "http" if upstream.loopback => {}
         "http" => {
-            return Err(
-                "it is a plain http link (only https links are downloaded)".to_string(),
-            );
+            return Err("it is a plain http link (only https links are downloaded)".to_string());
         }
         other => {
             return Err(format!(
@@ -874,10 +871,12 @@ fn check_link(url: &url::Url, upstream: &Upstream) -> Result<(), String> {
         return Ok(());
     }
     match url.host() {
-        Some(url::Host::Ipv4(ip)) => check_ip(IpAddr::V4(ip))
-            .map_err(|why| format!("it points to {why} ({ip})")),
-        Some(url::Host::Ipv6(ip)) => check_ip(IpAddr::V6(ip))
-            .map_err(|why| format!("it points to {why} ({ip})")),
+        Some(url::Host::Ipv4(ip)) => {
+            check_ip(IpAddr::V4(ip)).map_err(|why| format!("it points to {why} ({ip})"))
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            check_ip(IpAddr::V6(ip)).map_err(|why| format!("it points to {why} ({ip})"))
+        }
         _ => check_host_name(&host).map_err(|why| format!("it names {why} ({host:?})")),
     }
 }
@@ -987,21 +986,16 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
         let trusted = self.trusted_host.as_deref() == Some(host.as_str());
         Box::pin(async move {
-            if !trusted && let Err(why) = check_host_name(&host) {
-                return Err(Box::new(Refused(format!(
-                    "the video link's host {host:?} names {why}"
-                ))) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !trusted {
                 for addr in &addrs {
                     if let Err(why) = check_ip(addr.ip()) {
                         return Err(Box::new(Refused(format!(
                             "the video link's host {host:?} resolves to {why} ({})",
                             addr.ip()
-                        ))) as Box<dyn std::error::Error + Send + Sync>);
+                        )))
+                            as Box<dyn std::error::Error + Send + Sync>);
                     }
                 }
             }
@@ -1915,14 +1909,42 @@ mod tests {
         assert!(kind(b"ftyp").contains("text"), "too short");
     }
 
+    #[tokio::test]
+    async fn names_are_checked_after_resolution() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let resolve = |trusted: Option<&str>| {
+            CheckedResolver {
+                trusted_host: trusted.map(str::to_string),
+            }
+            .resolve(reqwest::dns::Name::from_str("localhost").unwrap())
+        };
+        // "localhost" resolves to loopback addresses: refused, with the reason.
+        let Err(e) = resolve(None).await else {
+            panic!("a name resolving to loopback was accepted")
+        };
+        let why = refusal_in(e.as_ref()).expect("a policy refusal");
+        assert!(why.contains("loopback"), "{why}");
+        // The upstream's own host name is not filtered.
+        let addrs: Vec<SocketAddr> = resolve(Some("localhost")).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
+
     #[test]
     fn names_are_cut_by_bytes_and_lose_bidi_controls() {
         for c in ["é", "日", "😀", "a"] {
             let name = sanitize_file_name(&c.repeat(180)).unwrap();
             assert!(name.ends_with(".mp4"), "{name}");
-            assert!(name.len() <= MAX_NAME_BYTES - " (1000)".len(), "{c}: {}", name.len());
+            assert!(
+                name.len() <= MAX_NAME_BYTES - " (1000)".len(),
+                "{c}: {}",
+                name.len()
+            );
             let stem = name.strip_suffix(".mp4").unwrap();
-            assert!(stem.chars().all(|x| x.to_string() == c), "cut inside a character");
+            assert!(
+                stem.chars().all(|x| x.to_string() == c),
+                "cut inside a character"
+            );
             let numbered = numbered(Path::new(&name), 1000);
             let numbered = numbered.file_name().unwrap().to_str().unwrap();
             assert!(numbered.len() <= MAX_NAME_BYTES, "{}", numbered.len());
