@@ -43,13 +43,7 @@ fn temps(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A fake upstream whose task `task-1` is completed with `video_url`.
-async fn upstream_with_link(video_url: &str) -> MockServer {
-    let upstream = MockServer::start().await;
-    mount_task(&upstream, video_url).await;
-    upstream
-}
-
+/// Task `task-1` of a fake upstream, completed with `video_url`.
 async fn mount_task(upstream: &MockServer, video_url: &str) {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)

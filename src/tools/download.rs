@@ -579,7 +579,9 @@ async fn attempt(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim().to_ascii_lowercase().starts_with("text/html"));
     if is_page {
-        return Err(Fail::Other(not_a_video("a web page (HTML)")));
+        return Err(Fail::Other(format!(
+            "the video link answered with a web page instead of the video; {NOT_SAVED_ADVICE}"
+        )));
     }
     let expected = resp.content_length();
     if let Some(len) = expected
@@ -644,10 +646,15 @@ async fn attempt(
         .await
         .map_err(|e| io_fail("writing the video", e))?;
     let mut written: u64 = head.len() as u64;
-    while !ended {
+    // A body that ended within the first bytes needs no further reads.
+    let mut more = !ended;
+    while more {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
-            Ok(None) => break,
+            Ok(None) => {
+                more = false;
+                continue;
+            }
             Err(e) => return Err(broke_off(written, &e)),
         };
         written += chunk.len() as u64;
@@ -710,12 +717,11 @@ async fn attempt(
     Ok((final_path, size))
 }
 
+const NOT_SAVED_ADVICE: &str = "nothing was saved. The link may have expired or be wrong: call \
+     get_video_status for a fresh link and try download_video again, or give the user the URL";
+
 fn not_a_video(what: &str) -> String {
-    format!(
-        "the link returned {what}, not a video; nothing was saved. The link may have expired \
-         or be wrong: call get_video_status for a fresh link and try download_video again, or \
-         give the user the URL"
-    )
+    format!("the link returned {what}, not a video; {NOT_SAVED_ADVICE}")
 }
 
 /// Creates a temporary file and takes its exclusive advisory lock before
