@@ -24,7 +24,7 @@
 //!    direct rate with 16 requests in flight;
 //! 6. HTTP: 64 concurrent Streamable HTTP clients (2026-07-28 and 2025-11-25)
 //!    calling `get_video_status`: calls/s, p50/p99, vs the direct rate at 64.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;

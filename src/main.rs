@@ -123,6 +123,12 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
             ..ToolOptions::from_settings(&settings.tools, settings.http.is_some())
         },
     });
+    if let Some(dir) = &state.options.download_dir {
+        state
+            .options
+            .downloads
+            .sweep_leftovers(dir, state.options.http_mode);
+    }
 
     match settings.http.clone() {
         Some(http) => transport::http::serve(state, http, stop)

@@ -18,7 +18,7 @@
 //! Every case runs concurrently with the others on its transport; timeouts
 //! are short (`--request-timeout 1`, `--retry-max-delay 1`), so the whole
 //! matrix takes well under a minute.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 

@@ -22,7 +22,7 @@
 //! (default fixed, so CI is reproducible; a failure prints the seed and case
 //! to replay). Longer by hand, e.g.
 //! `FUZZ_CASES=50000 FUZZ_SEED=$RANDOM cargo test --release --test fuzz -- --nocapture`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 mod harness;

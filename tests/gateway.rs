@@ -4,6 +4,7 @@
 //! gateway refused it with 429 or nothing was sent).
 //!
 //! Everything binds 127.0.0.1 with OS-chosen ports; nothing reaches the internet.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     sync::{

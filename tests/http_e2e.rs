@@ -2,7 +2,7 @@
 //! to 127.0.0.1:0, the simulator as the upstream. Both protocol revisions,
 //! DNS-rebinding protection, caller authentication, per-caller keys, the body
 //! limit and a graceful drain.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
     collections::HashMap,

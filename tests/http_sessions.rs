@@ -5,7 +5,7 @@
 //! the upstream key), idle expiry, the SSE priming event only for revisions that
 //! define it, DELETE's status, and (over stdio) the final progress update
 //! arriving before the result.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 

@@ -13,7 +13,7 @@
 //!
 //! Budget: `LOAD_CLIENTS` (default 200, at least 200 enforced unless
 //! `LOAD_ALLOW_FEWER=1`), `LOAD_SECONDS` (default 3).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 

@@ -1,6 +1,7 @@
 //! End to end over stdio: the built binary spawned as a child, driven the way
 //! real clients drive it (rmcp's client, or raw JSON-RPC lines), against the
 //! simulator running in the test process.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! Update after a deliberate change with
 //! `INSTA_UPDATE=always cargo test --test tool_schemas`, review the diff in
 //! tests/snapshots/, commit it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

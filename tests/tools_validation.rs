@@ -3,6 +3,7 @@
 //! not a single upstream request was made for it. Valid edge cases (exactly
 //! at the limits, multi-byte characters, empty optionals) go through, and the
 //! upstream body carries no empty fields.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

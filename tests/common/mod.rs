@@ -256,6 +256,8 @@ pub struct McpChild {
     pub client: RunningService<RoleClient, ClientConfig>,
     pub stderr: Lines,
     pub home: TestHome,
+    /// The child's process id.
+    pub pid: Option<u32>,
 }
 
 fn client_info(version: ProtocolVersion) -> ClientConfig {
@@ -285,6 +287,7 @@ impl McpChild {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the server binary");
+        let pid = transport.id();
         let (stderr, _) = Lines::capture(stderr.expect("stderr is piped"), |_| {});
         let started = if modern {
             tokio::time::timeout(
@@ -319,6 +322,7 @@ impl McpChild {
             client,
             stderr,
             home,
+            pid,
         }
     }
 
