@@ -14,7 +14,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
@@ -75,15 +74,10 @@ impl Uploads {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(super) struct FileQuery {
-    v: Option<u64>,
-}
-
 pub(super) async fn file(
     State(state): State<Arc<SimState>>,
     Path(file): Path<String>,
-    Query(query): Query<FileQuery>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     if file.starts_with(UPLOAD_PREFIX) {
@@ -113,7 +107,8 @@ pub(super) async fn file(
     }
     // `[link:403]`: the first link handed out is refused, and the next status
     // lookup hands out a fresh one.
-    if task.faults.link_403 && query.v.unwrap_or(1) < 2 {
+    let version = query.get("v").and_then(|v| v.parse::<u64>().ok());
+    if task.faults.link_403 && version.unwrap_or(1) < 2 {
         if let Some(id) = file.strip_suffix(".mp4") {
             let mut inner = state.lock();
             let run = inner.run(id);

@@ -17,7 +17,7 @@ pub(super) const PREFIX: &str = "task-unified-sim-";
 /// Longest id the upstream's task-id rules allow.
 pub(super) const MAX_ID: usize = 128;
 /// Longest `[status:X]` value kept (the rest of the id is fixed-size).
-pub(super) const MAX_ODD_STATUS: usize = 31;
+pub(super) const MAX_ODD_STATUS: usize = 27;
 
 const VERSION: u8 = 1;
 const MAC_LEN: usize = 8;
@@ -48,6 +48,8 @@ pub(super) struct TaskRecord {
     /// Millisecond precision, at most about 49 days.
     pub render: Duration,
     pub owner: OwnerTag,
+    /// Random, so two tasks created alike in the same millisecond differ.
+    pub nonce: [u8; 4],
     pub faults: TaskFaults,
 }
 
@@ -106,6 +108,7 @@ fn payload(r: &TaskRecord) -> Vec<u8> {
     out.extend_from_slice(&created_ms.to_be_bytes()[2..]);
     out.extend_from_slice(&millis(r.render).to_be_bytes());
     out.extend_from_slice(&r.owner);
+    out.extend_from_slice(&r.nonce);
     out.push(flags);
     if let Some((fault, window)) = f.lookup {
         let (kind, param) = match fault {
@@ -157,6 +160,7 @@ fn parse(payload: &[u8]) -> Option<TaskRecord> {
     let created = UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(created));
     let render = Duration::from_millis(u64::from(r.u32()?));
     let owner: OwnerTag = r.take(4)?.try_into().ok()?;
+    let nonce: [u8; 4] = r.take(4)?.try_into().ok()?;
     let flags = r.u8()?;
     if flags & !KNOWN_FLAGS != 0 {
         return None;
@@ -199,6 +203,7 @@ fn parse(payload: &[u8]) -> Option<TaskRecord> {
         created,
         render,
         owner,
+        nonce,
         faults: TaskFaults {
             fail: flags & FAIL != 0,
             odd_status: (!odd_status.is_empty()).then(|| odd_status.to_string()),
@@ -304,6 +309,7 @@ mod tests {
             created: UNIX_EPOCH + Duration::from_millis(1_757_165_031_123),
             render: Duration::from_millis(1500),
             owner: owner_tag("sim-test-key"),
+            nonce: [1, 2, 3, 4],
             faults: Faults::parse(prompt).task,
         }
     }
@@ -391,7 +397,17 @@ mod tests {
         // A multi-byte status is cut at a character boundary.
         r.faults.odd_status = Some("é".repeat(20));
         let back = decode(&encode(&r)).unwrap();
-        assert_eq!(back.faults.odd_status.unwrap(), "é".repeat(15));
+        assert_eq!(back.faults.odd_status.unwrap(), "é".repeat(13));
+    }
+
+    #[test]
+    fn tasks_created_alike_at_once_get_different_ids() {
+        let a = record("[get:garbage]");
+        let b = TaskRecord {
+            nonce: [4, 3, 2, 1],
+            ..a.clone()
+        };
+        assert_ne!(encode(&a), encode(&b));
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //!   non-JSON 200), `[truncated]` (task created, cut-off JSON), `[echo-key]`
 //!   (422 whose message echoes the caller's key);
 //! - on the task: `[fail]` (ends failed), `[after:S]` (renders in S s),
-//!   `[status:X]` (reports the unknown status X while running; X cut to 31
+//!   `[status:X]` (reports the unknown status X while running; X cut to 27
 //!   bytes), `[output]` (result under `output`), `[minimal]` (status answers
 //!   carry only id and status), `[link:403]` (the first link handed out answers
 //!   403 and the next status lookup returns a new `?v=` URL);

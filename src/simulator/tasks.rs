@@ -64,6 +64,7 @@ pub(super) async fn create(
         created: SystemTime::now(),
         render: faults.render.unwrap_or(state.config.render_time),
         owner: ids::owner_tag(&key),
+        nonce: rand::random(),
         faults: faults.task.clone(),
     };
     let id = ids::encode(&task);
