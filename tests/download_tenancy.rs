@@ -77,6 +77,7 @@ async fn http_server(sim: &Simulator, dir: &Path, quota: TenantQuota) -> String 
         max_concurrent: 64,
         drain_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(60),
+        connections: Default::default(),
     };
     let state = Arc::new(AppState {
         gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),

@@ -56,6 +56,7 @@ fn settings(tweak: impl FnOnce(&mut HttpSettings)) -> HttpSettings {
         max_concurrent: 256,
         drain_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(60),
+        connections: Default::default(),
     };
     tweak(&mut s);
     s

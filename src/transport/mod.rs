@@ -1,4 +1,5 @@
 //! Transports: stdio (local clients) and Streamable HTTP (hosted).
 
+pub mod connections;
 pub mod http;
 pub mod stdio;
