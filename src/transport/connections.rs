@@ -49,6 +49,8 @@ pub const MIN_CONNECTIONS: usize = 16;
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Pause after the operating system refused `accept` for lack of resources.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait for a replaced connection to close.
+const CLOSE_WAIT: Duration = Duration::from_millis(200);
 /// On shutdown, how long a connection may keep a response going after the
 /// drain is over before it is closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -331,11 +333,15 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// The open connections, oldest first.
+/// The open connections: those that may be replaced (oldest first) and a
+/// count of every connection task still holding its socket, including
+/// replaced ones that are still closing.
 #[derive(Default)]
 struct Registry {
     conns: Mutex<BTreeMap<u64, Arc<ConnState>>>,
-    emptied: Notify,
+    open: AtomicUsize,
+    /// Woken whenever a connection task ends.
+    closed: Notify,
 }
 
 impl Registry {
@@ -343,16 +349,26 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn len(&self) -> usize {
-        self.lock().len()
+    fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
-    fn remove(&self, id: u64) {
+    fn insert(&self, state: Arc<ConnState>) {
         let mut conns = self.lock();
-        conns.remove(&id);
-        if conns.is_empty() {
-            self.emptied.notify_waiters();
-        }
+        self.open.fetch_add(1, Ordering::SeqCst);
+        conns.insert(state.id, state);
+    }
+
+    /// Called when a connection task ends (its socket is closed).
+    fn finished(&self, id: u64) {
+        self.lock().remove(&id);
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        self.closed.notify_waiters();
+    }
+
+    /// Whether some replaced connection is still closing.
+    fn closing(&self) -> bool {
+        self.open() > self.lock().len()
     }
 
     /// Closes the connection that is cheapest to lose: the oldest one that
@@ -381,13 +397,37 @@ impl Registry {
         }
     }
 
+    /// Brings the open connections below `cap`, replacing idle ones and
+    /// waiting (briefly) until they have closed, so descriptors stay within
+    /// the cap. `false`: every connection is busy.
+    async fn make_room(&self, cap: usize) -> bool {
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            let closed = self.closed.notified();
+            if self.open() < cap {
+                return true;
+            }
+            if !self.closing() && !self.evict_one() {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                return self.open() < cap;
+            }
+        }
+    }
+
+    /// Waits (up to `CLOSE_WAIT`) for one connection task to end.
+    async fn wait_closed(&self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.closed.notified()).await;
+    }
+
     async fn wait_empty(&self) {
         loop {
-            let notified = self.emptied.notified();
-            if self.len() == 0 {
+            let closed = self.closed.notified();
+            if self.open() == 0 {
                 return;
             }
-            notified.await;
+            closed.await;
         }
     }
 }
@@ -457,14 +497,18 @@ pub async fn serve(
                 let freed = starved && registry.evict_one();
                 if let Some(left_out) = accept_log.allow(Instant::now()) {
                     tracing::warn!(
-                        open = registry.len(),
+                        open = registry.open(),
                         closed_an_idle_connection = freed,
                         "could not accept a connection: {e} ({left_out} more accept errors \
                          since the last report were not logged; at most one report every {} s)",
                         LOG_EVERY.as_secs()
                     );
                 }
-                if starved || !is_connection_error(&e) {
+                // Wait for the freed descriptor; with nothing to free, pause
+                // instead of retrying in a tight loop.
+                if freed {
+                    registry.wait_closed().await;
+                } else if starved || !is_connection_error(&e) {
                     tokio::select! {
                         () = &mut shutdown => break,
                         () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
@@ -473,8 +517,8 @@ pub async fn serve(
                 continue;
             }
         };
-        if registry.len() >= limits.max_connections {
-            let admitted = registry.evict_one();
+        if registry.open() >= limits.max_connections {
+            let admitted = registry.make_room(limits.max_connections).await;
             if admitted {
                 replaced += 1;
             } else {
@@ -504,14 +548,14 @@ pub async fn serve(
         }
         next_id += 1;
         let state = Arc::new(ConnState::new(next_id, epoch));
-        registry.lock().insert(next_id, state.clone());
+        registry.insert(state.clone());
         let registry = registry.clone();
         let router = router.clone();
         let http = http.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             serve_one(tcp, state.clone(), router, &http, limits, stop).await;
-            registry.remove(state.id);
+            registry.finished(state.id);
         });
     }
     drop(listener);
