@@ -822,6 +822,43 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_are_validated() {
+        let h = parse(&["--http", "127.0.0.1:0"])
+            .into_settings(None, None)
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(h.connections, ConnectionLimits::default());
+        let h = parse(&[
+            "--http",
+            "127.0.0.1:0",
+            "--http-header-timeout",
+            "2.5",
+            "--http-idle-timeout",
+            "30",
+            "--max-connections",
+            "20",
+        ])
+        .into_settings(None, None)
+        .unwrap()
+        .http
+        .unwrap();
+        assert_eq!(h.connections.header_timeout, Duration::from_millis(2500));
+        assert_eq!(h.connections.idle_timeout, Duration::from_secs(30));
+        assert_eq!(h.connections.max_connections, Some(20));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--http-header-timeout", "0"][..],
+            &["--http-idle-timeout", "0.01"][..],
+        ] {
+            let mut a = vec!["--http", "127.0.0.1:0"];
+            a.extend_from_slice(bad);
+            let err = parse(&a).into_settings(None, None).unwrap_err();
+            assert!(err.contains(bad[0]), "{err}");
+        }
+    }
+
+    #[test]
     fn http_flag_alone_uses_default_address() {
         let s = parse(&["--http"]).into_settings(None, None).unwrap();
         assert_eq!(s.http.unwrap().addr.to_string(), DEFAULT_HTTP_ADDR);

@@ -654,3 +654,88 @@ async fn serve_one(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_derived_cap_leaves_headroom_and_stays_within_bounds() {
+        assert_eq!(derived_cap(Some(256)), 192);
+        assert_eq!(derived_cap(Some(1024)), 960);
+        assert_eq!(derived_cap(Some(1_048_576)), DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(derived_cap(Some(40)), MIN_CONNECTIONS);
+        assert_eq!(derived_cap(None), DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn a_configured_cap_is_kept_and_an_oversized_one_warned_about() {
+        let (l, _) = Limits::resolve(&ConnectionLimits {
+            max_connections: Some(7),
+            ..ConnectionLimits::default()
+        });
+        assert_eq!(l.max_connections, 7);
+        if open_file_limit().is_some() {
+            let (_, w) = Limits::resolve(&ConnectionLimits {
+                max_connections: Some(usize::MAX),
+                ..ConnectionLimits::default()
+            });
+            assert!(w.is_some_and(|w| w.contains("ulimit")));
+        }
+    }
+
+    #[test]
+    fn the_log_limiter_counts_what_it_leaves_out() {
+        let mut l = LogLimiter::new();
+        let t = Instant::now();
+        assert_eq!(l.allow(t), Some(0));
+        for _ in 0..99 {
+            assert_eq!(l.allow(t + Duration::from_secs(1)), None);
+        }
+        assert_eq!(l.allow(t + LOG_EVERY), Some(99));
+        assert_eq!(l.allow(t + LOG_EVERY), None);
+    }
+
+    #[tokio::test]
+    async fn replacement_prefers_idle_unauthenticated_connections() {
+        let epoch = Instant::now();
+        let reg = Registry::default();
+        let busy = Arc::new(ConnState::new(1, epoch));
+        let authed = Arc::new(ConnState::new(2, epoch));
+        let anon = Arc::new(ConnState::new(3, epoch));
+        for c in [&busy, &authed, &anon] {
+            reg.insert(c.clone());
+        }
+        let _req = busy.enter();
+        authed.authenticated.store(true, Ordering::Relaxed);
+        assert!(reg.evict_one());
+        assert!(anon.close.is_cancelled() && !authed.close.is_cancelled());
+        assert!(reg.evict_one());
+        assert!(authed.close.is_cancelled());
+        // Only the busy one is left: nothing can be replaced.
+        assert!(!reg.evict_one());
+        assert!(!busy.close.is_cancelled());
+    }
+
+    #[test]
+    fn a_connection_has_no_deadline_while_a_request_runs() {
+        let limits = Limits {
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1,
+        };
+        let epoch = Instant::now();
+        let c = Arc::new(ConnState::new(1, epoch));
+        // A new connection owes its first head within the header timeout.
+        let first = c.deadline(&limits).unwrap();
+        assert!(first <= epoch + Duration::from_millis(1100));
+        let req = c.enter();
+        assert!(c.deadline(&limits).is_none());
+        drop(req);
+        // Between requests the idle timeout applies...
+        assert!(c.deadline(&limits).unwrap() >= epoch + Duration::from_secs(59));
+        // ...until bytes of the next head arrive.
+        c.on_bytes_read();
+        assert!(c.deadline(&limits).unwrap() <= Instant::now() + Duration::from_secs(1));
+    }
+}
