@@ -448,9 +448,11 @@ impl Cli {
                     return Err("--max-concurrent must be at least 1".into());
                 }
                 if self.max_connections == Some(0) {
-                    return Err("--max-connections must be at least 1 (leave it unset for the \
+                    return Err(
+                        "--max-connections must be at least 1 (leave it unset for the \
                                 default derived from the open-file limit)"
-                        .into());
+                            .into(),
+                    );
                 }
                 let caller_keys = if self.require_caller_keys {
                     CallerKeys::Required

@@ -90,7 +90,10 @@ async fn authenticated_initialize(server: &HttpServer, within: Duration) -> Resu
     let resp = tokio::time::timeout(within, async {
         let r = send.await.map_err(|e| format!("initialize: {e}"))?;
         let status = r.status();
-        let text = r.text().await.map_err(|e| format!("initialize body: {e}"))?;
+        let text = r
+            .text()
+            .await
+            .map_err(|e| format!("initialize body: {e}"))?;
         Ok::<_, String>((status, text))
     })
     .await
@@ -200,7 +203,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     // Idle between requests is governed by the idle timeout, not the header
     // timeout: still open after twice the header timeout...
     assert!(
-        closed_within(&mut s, Duration::from_secs(2)).await.is_none(),
+        closed_within(&mut s, Duration::from_secs(2))
+            .await
+            .is_none(),
         "an idle connection was closed by the header timeout"
     );
     // ...and still usable.
@@ -370,7 +375,10 @@ async fn hoarded_under_a_low_file_limit(nofile: u32, sockets: usize, extra: &[(&
     server.stop().await;
     answered.unwrap_or_else(|e| panic!("{e}\n{log}"));
     again.unwrap_or_else(|e| panic!("second call: {e}\n{log}"));
-    assert!(accept_errors <= 3, "{accept_errors} accept error lines\n{log}");
+    assert!(
+        accept_errors <= 3,
+        "{accept_errors} accept error lines\n{log}"
+    );
     assert!(cap_lines <= 3, "{cap_lines} connection-limit lines\n{log}");
     assert!(total < 60, "{total} lines on stderr\n{log}");
 }

@@ -45,6 +45,9 @@ pub const FD_HEADROOM: u64 = 64;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The derived connection cap is never below this.
 pub const MIN_CONNECTIONS: usize = 16;
+/// Largest buffered request head per connection (hyper answers 431 above
+/// it), which bounds the memory a connection can hold before authentication.
+const MAX_HEAD_BUFFER: usize = 64 * 1024;
 /// At most one log line per kind of connection trouble in this period.
 const LOG_EVERY: Duration = Duration::from_secs(5);
 /// Pause after the operating system refused `accept` for lack of resources.
@@ -121,6 +124,8 @@ pub fn open_file_limit() -> Option<u64> {
     if rc != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    // `rlim_t` is not u64 on every Unix.
+    #[allow(clippy::useless_conversion)]
     u64::try_from(rl.rlim_cur).ok()
 }
 
@@ -476,7 +481,9 @@ pub async fn serve(
     let stop = CancellationToken::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // Header and idle timeouts are enforced per connection below.
-    http.header_read_timeout(None).keep_alive(true);
+    http.header_read_timeout(None)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BUFFER);
     let http = Arc::new(http);
     let mut next_id: u64 = 0;
     let mut accept_log = LogLimiter::new();
