@@ -499,8 +499,7 @@ pub async fn serve(
             Ok((tcp, _peer)) => tcp,
             Err(e) => {
                 let starved = out_of_resources(&e);
-                // Free a descriptor for the next caller by closing an idle
-                // connection, then pause instead of retrying in a tight loop.
+                // Out of descriptors: free one by closing an idle connection.
                 let freed = starved && registry.evict_one();
                 if let Some(left_out) = accept_log.allow(Instant::now()) {
                     tracing::warn!(
@@ -561,13 +560,22 @@ pub async fn serve(
         let http = http.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_one(tcp, state.clone(), router, &http, limits, stop).await;
-            registry.finished(state.id);
+            let _finished = Finished(registry, state.id);
+            serve_one(tcp, state, router, &http, limits, stop).await;
         });
     }
     drop(listener);
     stop.cancel();
     registry.wait_empty().await;
+}
+
+/// Takes a connection off the registry when its task ends, however it ends.
+struct Finished(Arc<Registry>, u64);
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.0.finished(self.1);
+    }
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
