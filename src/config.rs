@@ -185,6 +185,33 @@ pub struct Cli {
     )]
     pub http_request_timeout: f64,
 
+    /// HTTP: seconds a connection has to deliver a complete request head,
+    /// counted from the connection's start and from the first byte of each
+    /// later request; a client that trickles headers is disconnected.
+    #[arg(
+        long,
+        env = "HEYGEN_HTTP_HEADER_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECONDS"
+    )]
+    pub http_header_timeout: f64,
+
+    /// HTTP: seconds a kept-alive connection may sit with no request in
+    /// progress before it is closed (a streaming response is never idle).
+    #[arg(
+        long,
+        env = "HEYGEN_HTTP_IDLE_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECONDS"
+    )]
+    pub http_idle_timeout: f64,
+
+    /// HTTP: most open client connections. At the cap a new connection
+    /// replaces the oldest idle one (never-authenticated first) or, when every
+    /// connection is busy, is refused. Default: min(1024, open-file limit - 64).
+    #[arg(long, env = "HEYGEN_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Folder where download_video (and --auto-download) save videos. On stdio
     /// the default is ~/Downloads/heygen-videos (or the data folder when there is
     /// no Downloads folder); over HTTP saving is off unless this is set.
@@ -358,6 +385,7 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Caps and idle expiry of legacy sessions.
     pub sessions: SessionLimits,
+    pub connections: ConnectionLimits,
 }
 
 /// Caps and idle expiry of legacy (2025-11-25 and older) HTTP sessions.
@@ -379,6 +407,28 @@ impl Default for SessionLimits {
     }
 }
 
+/// Limits on client connections, enforced before any request is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to deliver a complete request head (from the connection's start,
+    /// and from the first byte of each later request).
+    pub header_timeout: Duration,
+    /// Time a connection may sit with no request in progress.
+    pub idle_timeout: Duration,
+    /// Most open connections; `None` derives it from the open-file limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for HttpSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSettings")
@@ -396,6 +446,7 @@ impl std::fmt::Debug for HttpSettings {
             .field("drain_timeout", &self.drain_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("sessions", &self.sessions)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -467,6 +518,13 @@ impl Cli {
                             .into(),
                     );
                 }
+                if self.max_connections == Some(0) {
+                    return Err(
+                        "--max-connections must be at least 1 (leave it unset for the \
+                                default derived from the open-file limit)"
+                            .into(),
+                    );
+                }
                 let caller_keys = if self.require_caller_keys {
                     CallerKeys::Required
                 } else if self.caller_keys {
@@ -502,6 +560,21 @@ impl Cli {
                             1.0,
                             86_400.0,
                         )?,
+                    },
+                    connections: ConnectionLimits {
+                        header_timeout: seconds(
+                            "--http-header-timeout",
+                            self.http_header_timeout,
+                            0.1,
+                            3600.0,
+                        )?,
+                        idle_timeout: seconds(
+                            "--http-idle-timeout",
+                            self.http_idle_timeout,
+                            0.1,
+                            86_400.0,
+                        )?,
+                        max_connections: self.max_connections,
                     },
                 })
             }
@@ -829,6 +902,43 @@ mod tests {
             .into_settings(None, None)
             .unwrap();
         assert!(local.http.unwrap().auth_tokens.is_empty());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_are_validated() {
+        let h = parse(&["--http", "127.0.0.1:0"])
+            .into_settings(None, None)
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(h.connections, ConnectionLimits::default());
+        let h = parse(&[
+            "--http",
+            "127.0.0.1:0",
+            "--http-header-timeout",
+            "2.5",
+            "--http-idle-timeout",
+            "30",
+            "--max-connections",
+            "20",
+        ])
+        .into_settings(None, None)
+        .unwrap()
+        .http
+        .unwrap();
+        assert_eq!(h.connections.header_timeout, Duration::from_millis(2500));
+        assert_eq!(h.connections.idle_timeout, Duration::from_secs(30));
+        assert_eq!(h.connections.max_connections, Some(20));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--http-header-timeout", "0"][..],
+            &["--http-idle-timeout", "0.01"][..],
+        ] {
+            let mut a = vec!["--http", "127.0.0.1:0"];
+            a.extend_from_slice(bad);
+            let err = parse(&a).into_settings(None, None).unwrap_err();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     #[test]

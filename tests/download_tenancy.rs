@@ -78,6 +78,7 @@ async fn http_server(sim: &Simulator, dir: &Path, quota: TenantQuota) -> String 
         drain_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(60),
         sessions: Default::default(),
+        connections: Default::default(),
     };
     let state = Arc::new(AppState {
         gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),

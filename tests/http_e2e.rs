@@ -57,6 +57,7 @@ fn settings(tweak: impl FnOnce(&mut HttpSettings)) -> HttpSettings {
         drain_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(60),
         sessions: Default::default(),
+        connections: Default::default(),
     };
     tweak(&mut s);
     s

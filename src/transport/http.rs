@@ -27,7 +27,6 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
-    serve::ListenerExt,
 };
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::{
@@ -37,6 +36,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::connections::{self, ConnMark, Limits};
 use super::sessions::{
     Access, BoundSessionManager, CallerId, SessionRefusal, SessionRegistry, priming_bytes,
 };
@@ -488,7 +488,11 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) 
         }
     }
     // 3. Caller authentication.
-    if !guard.authorized(&req) {
+    let authorized = guard.authorized(&req);
+    if authorized && let Some(mark) = req.extensions().get::<ConnMark>() {
+        mark.authenticated();
+    }
+    if !authorized {
         let mut r = plain(
             StatusCode::UNAUTHORIZED,
             "Unauthorized: send 'Authorization: Bearer <token>' with a token from HEYGEN_MCP_AUTH_TOKEN",
@@ -635,18 +639,21 @@ pub async fn serve(
     let addr: SocketAddr = listener
         .local_addr()
         .map_err(|e| format!("could not read the bound address: {e}"))?;
-    // Small JSON answers and SSE events must not wait for Nagle's algorithm
-    // (a 40 ms stall per response against a client's delayed ACK).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("could not set TCP_NODELAY: {e}");
-        }
-    });
+    let (limits, warning) = Limits::resolve(&settings.connections);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     let app = build(state, &settings);
     eprintln!("listening on http://{addr}/mcp");
     if settings.auth_tokens.is_empty() {
         tracing::info!("caller authentication is off (loopback only)");
     }
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs_f64(),
+        idle_timeout_s = limits.idle_timeout.as_secs_f64(),
+        "connection limits"
+    );
     let drain = app.drain.clone();
     let drain_timeout = settings.drain_timeout;
     let shutdown = async move {
@@ -660,10 +667,8 @@ pub async fn serve(
             tracing::warn!(cut, "drain timeout: cancelling the calls still running");
         }
     };
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("the HTTP server failed: {e}"))
+    connections::serve(listener, app.router, limits, shutdown).await;
+    Ok(())
 }
 
 #[cfg(test)]
