@@ -61,11 +61,16 @@ impl Raw {
             child,
             _home: home,
         };
-        raw.send(json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+        raw.send(
+            json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "stdio-hardening", "version": "0.0.0"}}}))
-            .await;
-        let init = raw.next(Duration::from_secs(30)).await.expect("initialize answered");
+            "clientInfo": {"name": "stdio-hardening", "version": "0.0.0"}}}),
+        )
+        .await;
+        let init = raw
+            .next(Duration::from_secs(30))
+            .await
+            .expect("initialize answered");
         assert!(init["result"].is_object(), "initialize failed: {init}");
         raw.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
@@ -102,7 +107,10 @@ impl Raw {
     async fn drain(&mut self, wait: Duration) -> Vec<Value> {
         let end = Instant::now() + wait;
         let mut out = Vec::new();
-        while let Some(v) = self.next(end.saturating_duration_since(Instant::now())).await {
+        while let Some(v) = self
+            .next(end.saturating_duration_since(Instant::now()))
+            .await
+        {
             out.push(v);
         }
         out
@@ -128,10 +136,12 @@ impl Raw {
 
     /// Creates a simulated video and returns its task id.
     async fn create_video(&mut self) -> String {
-        self.send(json!({"jsonrpc": "2.0", "id": "create", "method": "tools/call", "params": {
+        self.send(
+            json!({"jsonrpc": "2.0", "id": "create", "method": "tools/call", "params": {
             "name": "create_video",
-            "arguments": {"prompt": "A presenter explains backpressure in one minute"}}}))
-            .await;
+            "arguments": {"prompt": "A presenter explains backpressure in one minute"}}}),
+        )
+        .await;
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -305,11 +315,17 @@ async fn duplicate_in_flight_id_gets_two_answers() {
         "two requests with id 7, answers: {answers:?}"
     );
     let results = answers.iter().filter(|m| m["result"].is_object()).count();
-    assert!(results >= 1, "the first request lost its result: {answers:?}");
+    assert!(
+        results >= 1,
+        "the first request lost its result: {answers:?}"
+    );
     for a in answers.iter().filter(|m| m.get("error").is_some()) {
         assert_eq!(a["error"]["code"], -32600, "{a}");
         let msg = a["error"]["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("already in flight") && msg.contains('7'), "{a}");
+        assert!(
+            msg.contains("already in flight") && msg.contains('7'),
+            "{a}"
+        );
     }
 
     // Once answered, the id is free again.
@@ -374,9 +390,11 @@ async fn cancelled_requests_free_their_slots() {
         raw.send(wait(id)).await;
     }
     for id in 1..=WAVE {
-        raw.send(json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
-            "params": {"requestId": id, "reason": "test"}}))
-            .await;
+        raw.send(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "test"}}),
+        )
+        .await;
     }
     for id in WAVE + 1..=2 * WAVE {
         raw.send(wait(id)).await;

@@ -144,7 +144,6 @@ impl<T: Transport<RoleServer>> Bounded<T> {
             r
         })
     }
-
 }
 
 /// Waits until fewer than `limit` requests and writes are pending.
