@@ -28,8 +28,7 @@ pub struct GetCreditsParams {}
 /// The result of `get_credits`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CreditsView {
-    /// The upstream's answer to GET /v1/account/credits, unchanged (its shape
-    /// depends on the gateway).
+    /// The upstream's answer, unchanged.
     pub credits: Value,
 }
 
@@ -88,10 +87,7 @@ pub fn summary(credits: &Value) -> String {
 
 #[tool_router(router = credits_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Show the credit balance and usage of the configured HeyGen API key, as the
-    /// gateway reports it (passed on unchanged). Use it before creating videos
-    /// when the user asks what is left, or after a "balance too low" error.
-    /// Read-only and free.
+    /// The HeyGen API key's credit balance and usage. Free.
     #[tool(
         output_schema = schema_for_output::<CreditsView>(),
         annotations(

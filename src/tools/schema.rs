@@ -211,8 +211,7 @@ fn merge_into(m: &mut Map<String, Value>, from: Map<String, Value>) {
 fn enum_branch(b: &Value) -> Option<(Option<&Value>, &Vec<Value>)> {
     let o = b.as_object()?;
     let values = o.get("enum")?.as_array()?;
-    if o
-        .keys()
+    if o.keys()
         .any(|k| !matches!(k.as_str(), "type" | "enum" | "description" | "title"))
     {
         return None;
