@@ -10,14 +10,14 @@ use crate::tools::{VideoServer, router};
 
 pub const SERVER_NAME: &str = "heygen-video-mcp";
 
-pub const INSTRUCTIONS: &str = "Makes talking-avatar videos with the HeyGen Video Agent. \
-1) create_video starts one video from a prompt and returns a task_id at once (it spends credits: \
-call it once per video). 2) Follow it with get_video_status: pass wait_seconds (at most 45 if your \
-client cuts tool calls at 60 s) to let the server wait, or call it every ~30 s; rendering takes \
-minutes. A wait that runs out is a normal \"still rendering\" answer: call get_video_status again, \
-never create_video again. 3) When it is completed, save it at once with download_video (it reports \
-the file's path) or give the user the URL: links expire 24 h after creation. get_credits shows the \
-balance. list_videos lists the videos made through this server (they are remembered across restarts): use it to find a task_id again, and after any create_video error that says the video may have been created. Repeating create_video with the same idempotency_key, or with identical arguments a few minutes later, returns the earlier video instead of paying again; pass a new idempotency_key to deliberately make another take.";
+pub const INSTRUCTIONS: &str = "Makes HeyGen talking-avatar videos. 1) create_video once per \
+video (it spends credits) returns a task_id at once. 2) Follow it with get_video_status about every \
+30 s until completed; rendering takes minutes. Pass wait_seconds only if your client allows tool \
+calls that long. A still-running answer is normal: never call create_video again for it. 3) Save \
+it at once with download_video, or give the user the URL: links expire 24 h after creation. The \
+same idempotency_key, or identical arguments minutes later, return the earlier video at no cost. \
+list_videos finds earlier videos (across restarts); check it after a create_video error saying the \
+video may exist. get_credits shows the balance.";
 
 #[tool_handler(router = router())]
 impl ServerHandler for VideoServer {

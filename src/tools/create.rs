@@ -26,43 +26,36 @@ const MAX_KEY_CHARS: usize = 128;
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateVideoParams {
-    /// What the video should be: topic, audience, tone, the script or key points,
-    /// and any wishes about presenter, setting or length (the agent decides casting,
-    /// script, scenes, editing and the duration). 1–10,000 characters.
+    /// Topic, audience, tone, script or key points, wishes about presenter or
+    /// setting. The agent decides script, scenes and length.
     #[schemars(length(min = 1, max = 10000))]
     pub prompt: String,
-    /// A HeyGen avatar id (e.g. "Anna_public_3_20240108") or "auto". Omit to let the agent pick.
+    /// Avatar id or "auto". Omit to let the agent pick.
     #[serde(default)]
     pub avatar_id: Option<String>,
-    /// A HeyGen voice id (e.g. "en-US-Studio-O") or "auto". Omit to let the agent pick.
+    /// Voice id or "auto". Omit to let the agent pick.
     #[serde(default)]
     pub voice_id: Option<String>,
-    /// A visual style template id (e.g. "modern_vlog_01"): composition, pacing, look.
-    /// Omit for the default style.
+    /// Style template id. Omit for the default.
     #[serde(default)]
     pub style_id: Option<String>,
-    /// "landscape" (16:9) or "portrait" (9:16). Omit to let the agent decide.
+    /// 16:9 or 9:16. Omit to let the agent decide.
     #[serde(default, deserialize_with = "orientation_or_empty")]
     pub orientation: Option<Orientation>,
-    /// Reference material (images, videos, audio, PDFs) as public http(s) URLs, at most 20.
-    /// Only pass when the user supplied files the video must use.
+    /// Public http(s) URLs of files the user gave for the video.
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub file_urls: Option<Vec<String>>,
-    /// Local files (absolute paths; images, videos, audio, PDFs up to 20 MB each)
-    /// uploaded as reference material before the video is created; with
-    /// file_urls at most 20 in all. Not available over HTTP.
+    /// Local files to upload as reference material (absolute paths; images, video,
+    /// audio, PDF; ≤ 20 MB each; ≤ 20 with file_urls). Local stdio only.
     #[serde(default)]
     #[schemars(length(max = 20))]
     pub file_paths: Option<Vec<String>>,
-    /// Disable the agent's memory for this video. Only pass when the user asks for it.
+    /// Turn off the agent's memory; only if the user asks.
     #[serde(default)]
     pub incognito_mode: Option<bool>,
-    /// Optional name for this one video (1–128 characters: letters, digits,
-    /// . _ : -), e.g. "intro-v1". Repeating a call with the same key within 24 h
-    /// returns the original video instead of creating (and paying for) another.
-    /// Without a key, an identical request a few minutes later also returns the
-    /// original; pass a new key to deliberately make another take.
+    /// Name of this one video, e.g. "intro-v1": the same key within 24 h
+    /// returns the same video, not a new charge.
     #[serde(default)]
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub idempotency_key: Option<String>,
@@ -204,20 +197,13 @@ fn check_url(i: usize, raw: &str) -> Result<String, String> {
 
 #[tool_router(router = create_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Start making a HeyGen Video Agent video (a talking-avatar video) from a
-    /// prompt. SPENDS CREDITS: every new video is billed, so call it once per
-    /// video the user asked for. Returns immediately with a task_id (it does not
-    /// wait for the video); the agent chooses the script, scenes and the duration
-    /// (it cannot be set). Then follow the task with get_video_status (its
-    /// wait_seconds lets the server wait) until it is completed (rendering takes
-    /// minutes), and save the MP4 with download_video before its link expires 24 h
-    /// later. Protection against paying twice: a repeated call with the same
-    /// idempotency_key (within 24 h), or with identical arguments a few minutes
-    /// later, returns the original video (marked reused) instead of a new one; to
-    /// deliberately make another take with the same arguments, pass a new
-    /// idempotency_key. Never call this again because a video is still rendering
-    /// or a wait ran out. If this call fails with a note that the video may have
-    /// been created, check list_videos before anything else.
+    /// Start one HeyGen avatar video from a prompt; returns a task_id at once.
+    /// COSTS CREDITS: call once per video, never again because it is still
+    /// rendering. The same idempotency_key, or identical arguments minutes later,
+    /// returns the earlier video (reused, free); a new key makes a new take.
+    /// Next: get_video_status until completed, then download_video (links expire
+    /// 24 h after creation). If it fails saying the video may exist, check
+    /// list_videos first.
     #[tool(
         output_schema = schema_for_output::<VideoTask>(),
         annotations(

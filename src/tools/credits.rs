@@ -29,12 +29,12 @@ pub struct GetCreditsParams {}
 /// The result of `get_credits`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct CreditsView {
-    /// The balance in the gateway's own unit.
+    /// Balance in the gateway's unit.
     pub credits: Credits,
-    /// Price of one video in the same unit, when the gateway publishes it.
+    /// Price of one video, when published.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub price_per_video: Option<f64>,
-    /// How many videos the remaining balance pays for at that price.
+    /// Videos the balance pays for at that price.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub videos_affordable: Option<u64>,
     /// The upstream's answers, unchanged.
@@ -114,10 +114,8 @@ pub fn summary(view: &CreditsView) -> String {
 
 #[tool_router(router = credits_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Show the balance of the configured API key (remaining, used, total) and,
-    /// when the gateway publishes it, the price of one video. Use it when the
-    /// user asks what is left, before making several videos, or after a
-    /// "balance too low" error. Read-only and free.
+    /// The API key's balance (remaining, used, total) and the price of one video
+    /// when published. Free.
     #[tool(
         output_schema = schema_for_output::<CreditsView>(),
         annotations(

@@ -56,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AppState, VideoServer,
-    view::{VideoStatus, VideoTask, error_result, human_bytes, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, human_bytes, structured_result},
 };
 use crate::gateway::{ApiKey, Operation};
 
@@ -111,16 +111,14 @@ impl Default for TenantQuota {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadVideoParams {
-    /// The task_id of a completed video (from create_video).
+    /// A completed video's task_id.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub task_id: String,
-    /// Optional file name, e.g. "product-demo.mp4": a plain name without folders;
-    /// ".mp4" is added when missing. Default: "<task_id>.mp4".
+    /// Plain file name, e.g. "demo.mp4". Default "<task_id>.mp4".
     #[serde(default)]
     #[schemars(length(min = 1, max = 200))]
     pub file_name: Option<String>,
-    /// Replace an existing file of the same name (default false: the video is
-    /// saved under a free name such as "name (2).mp4" instead).
+    /// Replace a file of that name (default: pick a free name).
     #[serde(default)]
     pub overwrite: Option<bool>,
 }
@@ -1427,17 +1425,11 @@ impl VideoServer {
 
 #[tool_router(router = download_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Save a completed video's MP4 file into the server's download folder
-    /// (HEYGEN_DOWNLOAD_DIR; on a local stdio server by default
-    /// ~/Downloads/heygen-videos) and report its absolute path and size, checked on
-    /// disk. Use it as soon as get_video_status says completed: the links expire 24 h
-    /// after creation. Only the task's own video is downloaded. The name is
-    /// "<task_id>.mp4" unless file_name is given; an existing file is never replaced
-    /// unless overwrite is true (otherwise "name (2).mp4" is used). A long download
-    /// continues in the background and the answer says where the file will be; call
-    /// again to confirm. On a remote (HTTP) server the file lands on the server's
-    /// disk, and the tool is off unless the operator configured a folder. Free (no
-    /// credits).
+    /// Save a completed video's MP4 in the server's download folder
+    /// (HEYGEN_DOWNLOAD_DIR, locally ~/Downloads/heygen-videos) and return its
+    /// path and size. Do it once completed: links expire 24 h after creation. A
+    /// long download goes on in the background: call again to confirm. Over HTTP
+    /// the file stays on the server; off unless a folder is set. Free.
     #[tool(
         output_schema = schema_for_output::<VideoTask>(),
         annotations(
@@ -1489,9 +1481,9 @@ impl VideoServer {
             }
             _ => {
                 return Err(error_result(format!(
-                    "The video is not ready yet (status {}, {}%): wait for it with \
-                     get_video_status (task_id {task_id}, wait_seconds up to 45), then call \
-                     download_video again. Do not call create_video again.",
+                    "The video is not ready yet (status {}, {}%): follow it with \
+                     get_video_status (task_id {task_id}) about every 30 s ({WAIT_HINT}), then \
+                     call download_video again. Do not call create_video again.",
                     view.status.as_str(),
                     view.progress
                 )));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{
     VideoServer,
-    view::{VideoStatus, VideoTask, error_result, rfc3339, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, rfc3339, structured_result},
 };
 use crate::{
     gateway::Operation,
@@ -79,23 +79,18 @@ impl StatusFilter {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListVideosParams {
-    /// Only videos with this status: "running" (pending, processing or unknown),
-    /// "pending", "processing", "completed", "failed", "cancelled" or "unknown".
-    /// Omit for all.
+    /// "running" = pending, processing or unknown. Omit for all.
     #[serde(default, deserialize_with = "status_or_empty")]
     pub status: Option<StatusFilter>,
-    /// Only videos requested since this time: RFC 3339 (e.g.
-    /// "2026-11-28T09:00:00Z") or a span back from now (e.g. "30m", "24h", "7d").
-    /// Omit for all.
+    /// RFC 3339 time or a span back, e.g. "24h". Omit for all.
     #[serde(default)]
     #[schemars(length(min = 1, max = 64))]
     pub since: Option<String>,
-    /// At most this many videos, newest first: 1–100, default 20.
+    /// Default 20.
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     pub limit: Option<u32>,
-    /// Re-check still-running videos with the video service before listing
-    /// (free, a little slower). Default false: the last known state.
+    /// Re-check running videos first (slower).
     #[serde(default)]
     pub refresh: Option<bool>,
 }
@@ -117,19 +112,17 @@ fn status_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StatusFilte
     })
 }
 
-/// A create whose outcome is not known: it may have created (and billed) a
-/// video, but there is no task id.
+/// A create whose outcome is not known: it may have made (and billed) a video.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[schemars(inline)]
 pub struct UnconfirmedCreate {
-    /// When create_video was called (RFC 3339, UTC).
+    /// RFC 3339, UTC.
     pub requested_at: String,
-    /// "maybe_created" (it failed in a way that may still have created the
-    /// video) or "creating" (being sent right now).
+    /// "maybe_created", or "creating" (in flight).
     pub state: String,
     /// The start of the prompt.
     pub prompt: String,
-    /// The idempotency_key it was called with, if any.
+    /// Its idempotency_key.
     pub idempotency_key: Option<String>,
     /// Why it is unconfirmed.
     pub note: Option<String>,
@@ -138,15 +131,14 @@ pub struct UnconfirmedCreate {
 /// The result of `list_videos`.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct VideoList {
-    /// The videos, newest first. video_urls are given only while the links are
-    /// valid; expired ones have links_expired true.
+    /// Newest first; URLs only while the links are valid.
     pub videos: Vec<VideoTask>,
-    /// Creates that may have made (and billed) a video without a task id to
-    /// show for it; do not repeat them blindly.
+    /// Creates that may have made (and billed) a video with no task id: do not
+    /// repeat them blindly.
     pub unconfirmed: Vec<UnconfirmedCreate>,
-    /// True when more videos match than were returned (raise limit or narrow since).
+    /// More videos match than were returned.
     pub more: bool,
-    /// False when this server keeps no ledger: then nothing can be listed.
+    /// False: no ledger, nothing to list.
     pub ledger_enabled: bool,
     /// What to do next.
     pub next_step: String,
@@ -351,16 +343,10 @@ fn summary(list: &VideoList, filter: &str, notes: &[String]) -> String {
 
 #[tool_router(router = list_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// List the videos made through this server with your API key (a local
-    /// ledger keeps them across restarts), newest first: task_id, status,
-    /// progress, the start of the prompt, the MP4 URLs while their links are
-    /// valid (links_expire_at; expired ones are marked links_expired), and
-    /// saved_path when downloaded. Filter with status ("running", "completed",
-    /// "failed", …) and since (RFC 3339 or a span such as "24h"); limit 1–100
-    /// (default 20). refresh true re-checks still-running videos first. Use it to
-    /// find a task_id again, and ALWAYS after a create_video error saying the video
-    /// may have been created: creates with an unknown outcome are listed under
-    /// unconfirmed. Read-only and free.
+    /// Videos made through this server with your key (kept across restarts),
+    /// newest first: task_id, status, prompt start, URLs while valid, saved_path.
+    /// Use it to find a task_id again, and ALWAYS after a create_video error
+    /// saying the video may exist (see unconfirmed). Free.
     #[tool(
         output_schema = schema_for_output::<VideoList>(),
         annotations(
@@ -491,9 +477,10 @@ impl VideoServer {
              idempotency_key."
                 .to_string()
         } else if videos.iter().any(|v| !v.status.is_finished()) {
-            "Follow running videos with get_video_status (wait_seconds up to 45), or call \
-             list_videos with refresh true later."
-                .to_string()
+            format!(
+                "Follow running videos with get_video_status about every 30 s ({WAIT_HINT}), or \
+                 call list_videos with refresh true later."
+            )
         } else if videos.is_empty() {
             "Nothing to follow: videos appear here once create_video made them through this \
              server."

@@ -9,6 +9,7 @@ pub mod files;
 pub mod idempotency;
 pub mod list;
 pub mod progress;
+pub mod schema;
 pub mod status;
 pub mod tasks;
 pub mod view;
@@ -181,14 +182,19 @@ pub(crate) fn excerpt(s: &str) -> String {
     out
 }
 
-/// All tools, built once per process.
+/// All tools, built once per process, with schemas every client accepts
+/// (see [`schema`]).
 pub fn router() -> &'static ToolRouter<VideoServer> {
     static ROUTER: OnceLock<ToolRouter<VideoServer>> = OnceLock::new();
     ROUTER.get_or_init(|| {
-        VideoServer::create_router()
+        let mut router = VideoServer::create_router()
             + VideoServer::status_router()
             + VideoServer::download_router()
             + VideoServer::credits_router()
-            + VideoServer::list_router()
+            + VideoServer::list_router();
+        for route in router.map.values_mut() {
+            schema::make_portable(&mut route.attr);
+        }
+        router
     })
 }

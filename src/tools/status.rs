@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{
     VideoServer,
     progress::ProgressReporter,
-    view::{VideoStatus, VideoTask, error_result, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, structured_result},
 };
 use crate::gateway::{ApiKey, Operation, validate_task_id};
 
@@ -24,16 +24,13 @@ use crate::gateway::{ApiKey, Operation, validate_task_id};
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GetVideoStatusParams {
-    /// The task_id returned by create_video.
+    /// From create_video.
     #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9._:-]+$"))]
     pub task_id: String,
-    /// Wait on the server up to this many seconds for the video to finish
-    /// (default 0 = answer at once). Use at most 45 when the client cuts tool
-    /// calls at 60 s; longer waits are shortened to the server's limit (120 s
-    /// unless configured). A wait that runs out is normal: the answer then says
-    /// the video is still rendering.
+    /// Opt-in: wait on the server up to this many seconds (e.g. 45),
+    /// only if your client allows tool calls that long. Default 0: answer at once.
     #[serde(default, deserialize_with = "lenient_seconds")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 3600))]
     pub wait_seconds: Option<u32>,
 }
 
@@ -178,15 +175,11 @@ pub fn headline(view: &VideoTask) -> &'static str {
 
 #[tool_router(router = status_router, vis = "pub(crate)")]
 impl VideoServer {
-    /// Check a video task started with create_video: status (pending, processing,
-    /// completed, failed, cancelled, or unknown = still running), progress, and when
-    /// completed the MP4 URL(s) with the time until which the links stay valid
-    /// (24 h after creation: save the file before then, e.g. with download_video).
-    /// A video takes minutes. Pass wait_seconds to let the server wait for the
-    /// video (≤ 45 for clients that cut tool calls at 60 s); a wait that runs out
-    /// is a normal answer saying it is still rendering: call again, and never call
-    /// create_video again because a wait ran out. Without wait_seconds, check again
-    /// in about 30 s. Read-only and free.
+    /// Status and progress of a create_video task; when completed, the MP4 URLs
+    /// and links_expire_at (24 h after creation: save it before, with
+    /// download_video). Rendering takes minutes: check about every 30 s, or set
+    /// wait_seconds only if your client allows tool calls that long. Still
+    /// rendering is a normal answer: never call create_video again. Free.
     #[tool(
         output_schema = schema_for_output::<VideoTask>(),
         annotations(
@@ -254,8 +247,7 @@ impl VideoServer {
 fn still_rendering_step(view: &VideoTask) -> String {
     format!(
         "Still rendering ({}%): the wait ran out, which is normal (nothing failed). Call \
-         get_video_status for task_id {} again, with wait_seconds (at most 45 for clients that \
-         cut tool calls at 60 s) to wait on the server, or without it in about {} s. Do not call \
+         get_video_status for task_id {} again in about {} s ({WAIT_HINT}). Do not call \
          create_video again for this video.",
         view.progress,
         view.task_id,

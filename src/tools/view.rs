@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::{TaskObject, TaskStatus};
 
+/// How next steps offer a server-side wait: opt-in, because many clients end
+/// a tool call after a few seconds (the OpenAI Agents SDK after 5 s).
+pub const WAIT_HINT: &str = "or pass wait_seconds, up to 45, to wait on the server, only if your client allows tool \
+     calls that long";
+
 /// Result links live 24 h after the task was created (UPSTREAM.md).
 pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
@@ -62,7 +67,7 @@ impl VideoStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[schemars(inline)] // no "$ref" in outputSchema: some clients cannot resolve it
 pub struct TaskErrorView {
-    /// Upstream error code, when it gave one.
+    /// Upstream error code.
     pub code: Option<String>,
     /// Upstream error message.
     pub message: String,
@@ -72,51 +77,44 @@ pub struct TaskErrorView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[schemars(inline)] // list_videos nests it: no "$ref" in outputSchema
 pub struct VideoTask {
-    /// The upstream task id: the only handle needed to follow the video.
+    /// The handle for get_video_status and download_video.
     pub task_id: String,
-    /// pending → processing → completed | failed (or cancelled); unknown means an
-    /// upstream status this server does not know, treated as still running.
+    /// completed, failed and cancelled are final; unknown counts as running.
     pub status: VideoStatus,
-    /// The upstream's raw status string.
+    /// The upstream's raw status.
     pub upstream_status: String,
     /// Percent complete, 0–100.
     #[schemars(range(min = 0, max = 100))]
     pub progress: u8,
-    /// When the task was created (RFC 3339, UTC), if the upstream said.
+    /// RFC 3339, UTC.
     pub created_at: Option<String>,
-    /// The video links stay valid at least until this time (RFC 3339, UTC):
-    /// creation + 24 h. Null until there are links.
+    /// The URLs stay valid until then (creation + 24 h).
     pub links_expire_at: Option<String>,
-    /// The finished video's URLs; empty until completed.
+    /// MP4 URLs; empty until completed.
     pub video_urls: Vec<String>,
-    /// Why the task failed; null unless failed.
+    /// Why it failed.
     pub error: Option<TaskErrorView>,
-    /// The upstream's estimate of the render time in seconds, when given.
+    /// The upstream's render time estimate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimated_seconds: Option<u64>,
     /// What to do next, in one sentence.
     pub next_step: String,
-    /// Absolute path of the saved MP4 on the server's machine. With
-    /// `size_bytes` the file is saved and verified; without it the download is
-    /// still running in the background and the file will appear at this path.
+    /// The saved MP4 on the server's disk; without size_bytes still downloading.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_path: Option<String>,
-    /// Size of the saved file in bytes, checked on disk.
+    /// Checked on disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size_bytes: Option<u64>,
-    /// True when create_video did not create a new video but answered with an
-    /// earlier identical request's task (same idempotency_key, or the same
-    /// arguments a moment ago): no credits were spent by that call.
+    /// An earlier identical create answered: nothing was spent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused: Option<bool>,
-    /// The start of the prompt the video was made from (list_videos).
+    /// The start of the prompt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
-    /// The idempotency_key the video was created with, if any.
+    /// The key it was created with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    /// True when the result links have expired (24 h after creation): the
-    /// video can no longer be downloaded unless it was saved (saved_path).
+    /// The links expired: only a saved copy remains.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links_expired: Option<bool>,
 }
@@ -237,8 +235,7 @@ impl VideoTask {
             VideoStatus::Pending | VideoStatus::Processing | VideoStatus::Unknown => {
                 format!(
                     "Still rendering ({}%): call get_video_status for task_id {id} again in about \
-                     {} s (or pass wait_seconds, at most 45, to let the server wait). Do not call \
-                     create_video again for this video.",
+                     {} s ({WAIT_HINT}). Do not call create_video again for this video.",
                     self.progress,
                     self.poll_hint_secs()
                 )
@@ -266,8 +263,8 @@ impl VideoTask {
             view.next_step = format!(
                 "Video task created (credits are reserved). The agent chooses the length; \
                  rendering usually takes a few minutes. Call get_video_status with task_id {} in \
-                 about {wait} s (or at once with wait_seconds, at most 45, to let the server wait) \
-                 to follow it; do not call create_video again for this video.",
+                 about {wait} s to follow it ({WAIT_HINT}); do not call create_video again for \
+                 this video.",
                 view.task_id
             );
         }
