@@ -809,12 +809,26 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 /// The per-user data folder of the server (`$XDG_DATA_HOME/heygen-video-mcp`,
-/// else `~/.local/share/heygen-video-mcp`).
+/// else `~/.local/share/heygen-video-mcp`; on Windows `%LOCALAPPDATA%\heygen-video-mcp`
+/// when XDG_DATA_HOME is unset).
 pub fn default_data_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .or_else(platform_data_home)
         .map(|d| d.join("heygen-video-mcp"))
+}
+
+#[cfg(windows)]
+fn platform_data_home() -> Option<PathBuf> {
+    std::env::var_os("LOCALAPPDATA")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home_dir().map(|h| h.join(".local/share")))
+}
+
+#[cfg(not(windows))]
+fn platform_data_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share"))
 }
 
 #[cfg(test)]
