@@ -284,7 +284,8 @@ pub struct Cli {
 
     /// Seconds during which a create_video with identical arguments (and no
     /// idempotency_key) returns the earlier video instead of creating another;
-    /// 0 turns this off (idempotency keys still work).
+    /// 0 turns this off (idempotency keys, identical calls at the same moment
+    /// and "maybe created" blocks still work).
     #[arg(
         long,
         env = "HEYGEN_DEDUPE_WINDOW",

@@ -1284,3 +1284,141 @@ async fn a_status_lookup_stops_retrying_when_its_total_budget_is_spent() {
     let sent = server.received_requests().await.unwrap().len();
     assert!((1..=2).contains(&sent), "{sent} requests");
 }
+
+// ---------------------------------------------------------------------------
+// Redirects: a create is never re-sent; the key never goes to another origin
+// ---------------------------------------------------------------------------
+
+/// A create answered with `status` and a `Location` back to the same server:
+/// the error and the POSTs that reached it.
+async fn create_redirected(status: u16) -> (GatewayError, String, MockServer) {
+    let server = MockServer::start().await;
+    let target = format!(
+        "http://user:hunter2@{}/gw/v1/videos/generations?token=s3cret-query#frag",
+        server.address()
+    );
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(status).insert_header("location", target.as_str()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server, 4)
+        .create_video(&key(), &CreateVideoRequest::new("a paid video"))
+        .await
+        .expect_err("a redirected create must fail");
+    (err, target, server)
+}
+
+#[tokio::test]
+async fn a_create_answered_with_307_or_308_is_sent_exactly_once_and_names_the_target() {
+    for status in [307u16, 308, 301, 302, 303] {
+        let (err, _, server) = create_redirected(status).await;
+        let posts = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "POST")
+            .count();
+        assert_eq!(
+            posts, 1,
+            "HTTP {status}: the create reached the upstream {posts} times"
+        );
+        let msg = err.user_message(Operation::Create);
+        assert!(msg.contains(&format!("HTTP {status}")), "{msg}");
+        let host = server.address().to_string();
+        assert!(
+            msg.contains(&format!("http://{host}/gw/v1/videos/generations")),
+            "names the target: {msg}"
+        );
+        assert!(msg.contains("HEYGEN_API_BASE"), "{msg}");
+        assert!(
+            msg.contains(&format!("setting it to http://{host}/gw if")),
+            "suggests the base: {msg}"
+        );
+        assert!(msg.contains("nothing was created"), "{msg}");
+        assert!(!msg.contains("may already have been created"), "{msg}");
+        for secret in ["hunter2", "user:", "s3cret", "token", "frag"] {
+            assert!(!msg.contains(secret), "{secret} shown: {msg}");
+        }
+        assert!(!err.create_may_have_happened(), "{err:?}");
+        assert!(!err.is_transient(), "{err:?}");
+        server.verify().await;
+    }
+}
+
+#[tokio::test]
+async fn a_status_lookup_follows_a_same_origin_redirect_with_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/tasks/{TASK_ID}")))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("location", format!("/v2/tasks/{TASK_ID}")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/tasks/{TASK_ID}")))
+        .and(header("authorization", format!("Bearer {KEY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(created_task()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let task = client(&server, 1)
+        .get_task(&key(), TASK_ID, false)
+        .await
+        .expect("a same-origin redirect is followed");
+    assert_eq!(task.id.as_deref(), Some(TASK_ID));
+    server.verify().await;
+}
+
+#[tokio::test]
+async fn a_cross_origin_redirect_never_receives_the_key() {
+    let other = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(created_task()))
+        .expect(0)
+        .mount(&other)
+        .await;
+    let server = MockServer::start().await;
+    let target = format!("{}/v1/tasks/{TASK_ID}?sig=abc123", other.uri());
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", target.as_str()))
+        .mount(&server)
+        .await;
+    let c = client(&server, 4);
+    let err = c
+        .get_task(&key(), TASK_ID, false)
+        .await
+        .expect_err("a redirect to another origin is refused");
+    let msg = err.user_message(Operation::GetTask);
+    assert!(msg.contains(&other.address().to_string()), "{msg}");
+    assert!(msg.contains("HEYGEN_API_BASE"), "{msg}");
+    assert!(!msg.contains("abc123"), "{msg}");
+    let err = c.credits(&key()).await.expect_err("credits too");
+    assert!(
+        err.user_message(Operation::Credits).contains("another"),
+        "{err:?}"
+    );
+    assert_eq!(other.received_requests().await.unwrap().len(), 0);
+    // Not retried: the answer would be the same.
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    other.verify().await;
+}
+
+#[tokio::test]
+async fn a_redirect_loop_is_followed_at_most_three_times() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(302).insert_header("location", "/v1/account/credits"))
+        .mount(&server)
+        .await;
+    let err = client(&server, 4)
+        .credits(&key())
+        .await
+        .expect_err("a loop ends");
+    let msg = err.user_message(Operation::Credits);
+    assert!(msg.contains("HEYGEN_API_BASE"), "{msg}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 4, "{msg}");
+}

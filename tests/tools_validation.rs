@@ -410,3 +410,57 @@ async fn get_video_status_rejects_unsafe_task_ids_without_a_request() {
 
     child.shutdown().await;
 }
+
+/// A prompt with no visible character (only whitespace, zero-width, format or
+/// control characters) is refused before anything is bought: the upstream
+/// (a plain HTTP fake) sees no create. Real text with a zero-width joiner in it
+/// still goes through, unchanged.
+#[tokio::test]
+async fn an_invisible_prompt_is_refused_before_anything_is_bought() {
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let upstream = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/videos/generations"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "task-zwj-1", "status": "pending", "progress": 0, "created": 1757165031
+        })))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let child = McpChild::legacy(ServerOpts {
+        api_base: Some(upstream.uri()),
+        api_key: Some(TEST_KEY.into()),
+        ..ServerOpts::default()
+    })
+    .await;
+    for blank in [
+        "\u{200b}",
+        "\u{0000}",
+        "\u{2060}",
+        "\u{feff}",
+        " \t\n",
+        "\u{00a0}",
+        "\u{3000}",
+        "\u{180e}",
+        "\u{200e}",
+        "\u{200b}\u{200c}\u{200d}\u{2060}\u{feff} \u{200e}\u{200f}\u{202e}",
+    ] {
+        let r = child.call("create_video", json!({ "prompt": blank })).await;
+        let text = expect_tool_error(&r);
+        assert!(text.contains("prompt is empty"), "{blank:?}: {text}");
+        let seen = upstream.received_requests().await.unwrap_or_default();
+        assert!(seen.is_empty(), "{blank:?} reached the upstream: {seen:?}");
+    }
+    let real = "A family 👨\u{200d}👩\u{200d}👧 walking on the beach";
+    let r = child.call("create_video", json!({ "prompt": real })).await;
+    assert_eq!(expect_ok(&r)["task_id"], "task-zwj-1", "{r}");
+    let seen = upstream.received_requests().await.unwrap_or_default();
+    assert_eq!(seen.len(), 1);
+    let body: Value = serde_json::from_slice(&seen[0].body).expect("a JSON create body");
+    assert_eq!(body["prompt"], real);
+    child.shutdown().await;
+    upstream.verify().await;
+}

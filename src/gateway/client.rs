@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 
 use super::{
-    error::GatewayError,
+    error::{GatewayError, RedirectRefusal},
     secret::ApiKey,
     types::{
         CreateVideoRequest, ErrorEnvelope, ModelList, Pricing, Subscription, TaskObject,
@@ -40,6 +40,9 @@ pub struct Balance {
 const MAX_BODY: usize = 2 * 1024 * 1024;
 /// Longest excerpt of a non-JSON error body shown to the user.
 const EXCERPT_CHARS: usize = 200;
+/// Most redirects a status or credits lookup follows, all within the origin
+/// of `HEYGEN_API_BASE`. A create follows none.
+pub const MAX_REDIRECTS: usize = 3;
 
 /// Everything but the RFC 3986 unreserved characters and `:` (a valid path
 /// character) is encoded, so a task id always stays one path segment.
@@ -149,7 +152,10 @@ impl GatewayClient {
                     .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
                     .connect_timeout(self.config.connect_timeout)
                     .timeout(self.config.timeout)
-                    .pool_idle_timeout(Duration::from_secs(60));
+                    .pool_idle_timeout(Duration::from_secs(60))
+                    // Redirects are handled by `send`: a create is never
+                    // re-sent, and the key never goes to another origin.
+                    .redirect(reqwest::redirect::Policy::none());
                 // A loopback upstream (the simulator, a local gateway) is never proxied.
                 let loopback = url::Url::parse(&self.config.base_url)
                     .ok()
@@ -207,7 +213,10 @@ impl GatewayClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let err = match self.send(key, Method::POST, url, Some(body.clone())).await {
+            let err = match self
+                .send(key, Method::POST, url, Some(body.clone()), Follow::Never)
+                .await
+            {
                 Ok(ok) => return Ok(ok),
                 Err(e) => e,
             };
@@ -392,7 +401,10 @@ impl GatewayClient {
         loop {
             attempt += 1;
             let remaining = budget.saturating_sub(started.elapsed());
-            let sent = tokio::time::timeout(remaining, self.send(key, Method::GET, url, None));
+            let sent = tokio::time::timeout(
+                remaining,
+                self.send(key, Method::GET, url, None, Follow::SameOrigin),
+            );
             let err = match sent.await {
                 Ok(Ok(ok)) => return Ok(ok),
                 Ok(Err(e)) => e,
@@ -439,34 +451,83 @@ impl GatewayClient {
         half + half.mul_f64(rand::random::<f64>())
     }
 
-    /// One HTTP exchange; non-2xx answers become `GatewayError::Api`.
+    /// One HTTP exchange (plus, for `Follow::SameOrigin`, up to
+    /// [`MAX_REDIRECTS`] redirects within the origin of the first URL);
+    /// non-2xx answers become `GatewayError::Api`, a redirect that is not
+    /// followed becomes `GatewayError::Redirect`.
     async fn send(
         &self,
         key: &ApiKey,
         method: Method,
         url: &str,
         body: Option<Bytes>,
+        follow: Follow,
     ) -> Result<(StatusCode, Bytes), GatewayError> {
         let http = self.http()?;
-        let mut req = http
-            .request(method, url)
-            .bearer_auth(key.expose())
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(body) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+        let first = url::Url::parse(url).map_err(|e| GatewayError::Connect {
+            detail: format!("HEYGEN_API_BASE does not make a valid URL ({e})"),
+        })?;
+        let mut current = first.clone();
+        let mut hops = 0usize;
+        loop {
+            let mut req = http
+                .request(method.clone(), current.clone())
+                .bearer_auth(key.expose())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(body) = &body {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
+            let status = resp.status();
+            if status.is_redirection() {
+                let next = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| current.join(v.trim()).ok());
+                let refusal = match (&next, follow) {
+                    (_, Follow::Never) => Some(RedirectRefusal::NotFollowed),
+                    (None, _) => Some(RedirectRefusal::NoTarget),
+                    (Some(n), _) if n.origin() != first.origin() => {
+                        Some(RedirectRefusal::OtherOrigin)
+                    }
+                    _ if hops >= MAX_REDIRECTS => Some(RedirectRefusal::TooMany),
+                    _ => None,
+                };
+                match (refusal, next) {
+                    (None, Some(next)) => {
+                        tracing::debug!(
+                            status = status.as_u16(),
+                            "following a same-origin redirect"
+                        );
+                        hops += 1;
+                        current = next;
+                        continue;
+                    }
+                    (refusal, next) => {
+                        let suggested_base = next
+                            .as_ref()
+                            .and_then(|n| suggest_base(n, &first, &self.config.base_url, key));
+                        return Err(GatewayError::Redirect {
+                            status: status.as_u16(),
+                            target: next.as_ref().map(|n| shown_url(n, key)),
+                            suggested_base,
+                            refusal: refusal.unwrap_or(RedirectRefusal::NoTarget),
+                        });
+                    }
+                }
+            }
+            let headers = resp.headers().clone();
+            let bytes = read_capped(resp)
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            if status.is_success() {
+                return Ok((status, bytes));
+            }
+            return Err(api_error(status, &headers, &bytes, key));
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = read_capped(resp)
-            .await
-            .map_err(|e| self.transport_error(&e))?;
-        if status.is_success() {
-            return Ok((status, bytes));
-        }
-        Err(api_error(status, &headers, &bytes, key))
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> GatewayError {
@@ -484,6 +545,50 @@ impl GatewayClient {
             }
         }
     }
+}
+
+/// Whether `send` follows redirects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Never (a create: re-sending it elsewhere could buy a second video).
+    Never,
+    /// Up to [`MAX_REDIRECTS`] within the first URL's origin.
+    SameOrigin,
+}
+
+/// A redirect target as shown to the user: no userinfo, query or fragment
+/// (they may carry secrets), the key scrubbed, one short line.
+fn shown_url(u: &url::Url, key: &ApiKey) -> String {
+    let mut u = u.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    one_line(&key.scrub(u.as_str()), 300)
+}
+
+/// The `HEYGEN_API_BASE` a redirect points at, when its target is the
+/// requested path under another prefix or origin (`https://new/v1/tasks/x` for
+/// `http://old/v1/tasks/x` suggests `https://new`).
+fn suggest_base(next: &url::Url, first: &url::Url, base: &str, key: &ApiKey) -> Option<String> {
+    let base_path = url::Url::parse(base)
+        .ok()?
+        .path()
+        .trim_end_matches('/')
+        .to_string();
+    let endpoint = first.path().strip_prefix(&base_path)?;
+    if endpoint.is_empty() || endpoint == "/" {
+        return None;
+    }
+    let prefix = next.path().strip_suffix(endpoint)?;
+    let mut b = next.clone();
+    let _ = b.set_username("");
+    let _ = b.set_password(None);
+    b.set_query(None);
+    b.set_fragment(None);
+    b.set_path(prefix);
+    let shown = one_line(&key.scrub(b.as_str()), 300);
+    Some(shown.trim_end_matches('/').to_string())
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> Result<Bytes, reqwest::Error> {

@@ -15,6 +15,19 @@ pub enum Operation {
     Upload,
 }
 
+/// Why a redirect from the upstream was not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectRefusal {
+    /// A create is never re-sent, wherever the redirect points.
+    NotFollowed,
+    /// The target is another origin: the key is not sent there.
+    OtherOrigin,
+    /// More same-origin redirects than a lookup follows.
+    TooMany,
+    /// The answer says "redirect" but names no usable target.
+    NoTarget,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// No upstream key is configured for this caller.
@@ -42,6 +55,18 @@ pub enum GatewayError {
         message: String,
         request_id: Option<String>,
         retry_after: Option<Duration>,
+    },
+    /// The upstream answered with a redirect (3xx) that was not followed. A
+    /// redirect means the request was not processed where it was sent.
+    #[error("the upstream answered HTTP {status} (a redirect)")]
+    Redirect {
+        status: u16,
+        /// Where it pointed, without userinfo, query or fragment.
+        target: Option<String>,
+        /// The `HEYGEN_API_BASE` the target suggests, when it is the same
+        /// endpoint under another origin or prefix.
+        suggested_base: Option<String>,
+        refusal: RedirectRefusal,
     },
     /// The request could not be delivered: nothing reached the upstream.
     #[error("could not connect to the upstream: {detail}")]
@@ -83,7 +108,9 @@ impl GatewayError {
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            GatewayError::Api { status, .. } | GatewayError::Decode { status, .. } => Some(*status),
+            GatewayError::Api { status, .. }
+            | GatewayError::Decode { status, .. }
+            | GatewayError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -167,6 +194,19 @@ impl GatewayError {
                 m.push_str(&api_advice(op, *status, code.as_deref(), *retry_after));
                 m
             }
+            GatewayError::Redirect {
+                status,
+                target,
+                suggested_base,
+                refusal,
+            } => redirect_message(
+                what,
+                op,
+                *status,
+                target.as_deref(),
+                suggested_base.as_deref(),
+                *refusal,
+            ),
             GatewayError::Connect { detail } => format!(
                 "{what}: could not reach the upstream ({detail}). Nothing was sent. Check the \
                  network connection and the HEYGEN_API_BASE setting, then try again."
@@ -197,6 +237,43 @@ pub const MONEY_RULE: &str = " IMPORTANT: the request may have reached the upstr
 may already have been created and billed. Do NOT call create_video again blindly: first check \
 with list_videos (or ask the user for the task id and use get_video_status), or wait a few \
 minutes and ask the user before trying again.";
+
+fn redirect_message(
+    what: &str,
+    op: Operation,
+    status: u16,
+    target: Option<&str>,
+    suggested_base: Option<&str>,
+    refusal: RedirectRefusal,
+) -> String {
+    let to = match target {
+        Some(t) => format!("a redirect to {t}"),
+        None => "a redirect without a usable target".to_string(),
+    };
+    let mut m = format!("{what}: the upstream answered HTTP {status}, {to}. ");
+    m.push_str(match (op, refusal) {
+        (Operation::Create, _) => {
+            "A redirect means the request was not processed there: nothing was created and \
+             nothing was billed. This server never re-sends a paid create to another address. "
+        }
+        (_, RedirectRefusal::OtherOrigin) => {
+            "That is another host (or scheme or port) than HEYGEN_API_BASE, and this server \
+             does not send the API key anywhere else, so the redirect was not followed. "
+        }
+        (_, RedirectRefusal::TooMany) => {
+            "It kept redirecting (more than 3 times), so this server stopped following. "
+        }
+        _ => "The redirect was not followed. ",
+    });
+    m.push_str("Fix the HEYGEN_API_BASE setting: it must name the task API itself");
+    if let Some(base) = suggested_base {
+        m.push_str(&format!(
+            " (the redirect suggests setting it to {base} if you trust that address)"
+        ));
+    }
+    m.push_str(", then restart the client and try again.");
+    m
+}
 
 fn api_advice(
     op: Operation,

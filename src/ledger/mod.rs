@@ -30,6 +30,12 @@ pub use sqlite::SqliteLedger;
 
 /// An idempotency key is honoured this long after its first use.
 pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How often the call holding a reservation proves it is still alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// A reservation without a heartbeat for this long belongs to a process that
+/// died mid-create (killed, crashed): it becomes "maybe created" at once
+/// instead of blocking identical calls until `stale_after`.
+pub const ORPHANED_AFTER: Duration = Duration::from_secs(10);
 /// Longest prompt excerpt kept for display (the full prompt is only hashed).
 pub const PROMPT_PREVIEW_CHARS: usize = 200;
 
@@ -115,6 +121,11 @@ pub fn preview(text: &str, max: usize) -> String {
 }
 
 /// How long the rules of a claim reach back.
+///
+/// The window only decides whether identical arguments *after* an earlier
+/// create finished answer with it. Whatever the window (zero included), an
+/// identical create in flight is waited for and then answers this call, and
+/// a "maybe created" one blocks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimPolicy {
     /// Identical arguments without a key within this window are one request
@@ -125,6 +136,13 @@ pub struct ClaimPolicy {
     /// A reservation older than this belongs to a call that died mid-create:
     /// it becomes "maybe created".
     pub stale_after: Duration,
+    /// A reservation whose heartbeat ([`Ledger::heartbeat`]) is older than
+    /// this is orphaned: it becomes "maybe created".
+    pub orphaned_after: Duration,
+    /// The reservation this call found in flight ([`Claim::InProgress`]) and
+    /// waits for: once it is settled, its outcome answers this call whatever
+    /// the window.
+    pub joined: Option<i64>,
 }
 
 /// The state of a ledger row.
@@ -258,8 +276,9 @@ pub enum Claim {
     Existing { record: LedgerRecord, by_key: bool },
     /// A matching create may have happened (it failed ambiguously).
     MaybeCreated(LedgerRecord),
-    /// A matching create is being sent right now by another call.
-    InProgress,
+    /// A matching create is being sent right now by another call (the row id
+    /// of its reservation, to pass back as [`ClaimPolicy::joined`]).
+    InProgress(i64),
     /// The idempotency key was used for different arguments.
     KeyConflict(LedgerRecord),
 }
@@ -299,6 +318,10 @@ pub trait Ledger: Send + Sync + fmt::Debug {
         identity: CreateIdentity,
         policy: ClaimPolicy,
     ) -> BoxFuture<'static, Result<Claim, LedgerError>>;
+
+    /// Proves that the call holding reservation `row_id` is alive; sent every
+    /// [`HEARTBEAT_EVERY`] while the create is in flight.
+    fn heartbeat(&self, row_id: i64) -> BoxFuture<'static, Result<(), LedgerError>>;
 
     /// Records how a reserved create ended.
     fn settle(&self, row_id: i64, outcome: Settle) -> BoxFuture<'static, Result<(), LedgerError>>;

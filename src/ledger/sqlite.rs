@@ -383,15 +383,43 @@ fn claim(
 ) -> rusqlite::Result<Claim> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // A reservation this old belongs to a call that died mid-create: whether
-    // the upstream got the request is unknown.
+    // A reservation this old, or without a heartbeat for this long, belongs to
+    // a call that died mid-create: whether the upstream got it is unknown.
     tx.execute(
         "UPDATE videos SET state = 'maybe_created', updated_at = ?1, note = COALESCE(note, \
          'the server stopped or timed out while this video was being created') \
-         WHERE state = 'creating' AND requested_at < ?2",
-        params![now, now.saturating_sub(ms(policy.stale_after))],
+         WHERE state = 'creating' AND (requested_at < ?2 OR updated_at < ?3)",
+        params![
+            now,
+            now.saturating_sub(ms(policy.stale_after)),
+            now.saturating_sub(ms(policy.orphaned_after))
+        ],
     )?;
     let select = format!("SELECT {COLUMNS} FROM videos");
+    // The create this call waited for answers it, whatever the window, unless
+    // it provably created nothing (its row is gone) or its task failed.
+    if let Some(row_id) = policy.joined {
+        let found = tx
+            .query_row(
+                &format!("{select} WHERE id = ?1 AND tenant = ?2 AND args_hash = ?3"),
+                params![row_id, id.tenant, id.args_hash],
+                read_record,
+            )
+            .optional()?;
+        let answer = found.and_then(|rec| match rec.state {
+            RecordState::Creating => Some(Claim::InProgress(rec.row_id)),
+            RecordState::MaybeCreated => Some(Claim::MaybeCreated(rec)),
+            RecordState::Created if rec.dedupable() => Some(Claim::Existing {
+                by_key: rec.idempotency_key.is_some() && rec.idempotency_key == id.idempotency_key,
+                record: rec,
+            }),
+            RecordState::Created => None,
+        });
+        if let Some(answer) = answer {
+            tx.commit()?;
+            return Ok(answer);
+        }
+    }
     if let Some(key) = &id.idempotency_key {
         let found = tx
             .query_row(
@@ -414,7 +442,7 @@ fn claim(
                     Claim::KeyConflict(rec)
                 } else {
                     match rec.state {
-                        RecordState::Creating => Claim::InProgress,
+                        RecordState::Creating => Claim::InProgress(rec.row_id),
                         RecordState::MaybeCreated => Claim::MaybeCreated(rec),
                         RecordState::Created => Claim::Existing {
                             record: rec,
@@ -434,7 +462,7 @@ fn claim(
                 &format!(
                     "{select} WHERE tenant = ?1 AND args_hash = ?2 AND ( \
                        (state = 'maybe_created' AND requested_at >= ?4) \
-                       OR (?5 AND state = 'creating') \
+                       OR state = 'creating' \
                        OR (?5 AND state = 'created' AND requested_at >= ?3 \
                            AND (status IS NULL OR status NOT IN ('failed', 'cancelled'))) \
                      ) ORDER BY requested_at DESC, id DESC LIMIT 1"
@@ -451,7 +479,7 @@ fn claim(
             .optional()?;
         if let Some(rec) = found {
             let answer = match rec.state {
-                RecordState::Creating => Claim::InProgress,
+                RecordState::Creating => Claim::InProgress(rec.row_id),
                 RecordState::MaybeCreated => Claim::MaybeCreated(rec),
                 RecordState::Created => Claim::Existing {
                     record: rec,
@@ -511,8 +539,10 @@ fn settle(conn: &mut Connection, row_id: i64, outcome: Settle) -> rusqlite::Resu
     let now = now_ms();
     match outcome {
         Settle::NotCreated => {
+            // Also when another call already declared it orphaned: its owner
+            // knows for sure that nothing was created.
             conn.execute(
-                "DELETE FROM videos WHERE id = ?1 AND state = 'creating'",
+                "DELETE FROM videos WHERE id = ?1 AND state != 'created'",
                 params![row_id],
             )?;
         }
@@ -617,6 +647,16 @@ impl Ledger for SqliteLedger {
         })
     }
 
+    fn heartbeat(&self, row_id: i64) -> BoxFuture<'static, Result<(), LedgerError>> {
+        self.run("refreshing a reservation", move |conn| {
+            conn.execute(
+                "UPDATE videos SET updated_at = ?2 WHERE id = ?1 AND state = 'creating'",
+                params![row_id, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
     fn settle(&self, row_id: i64, outcome: Settle) -> BoxFuture<'static, Result<(), LedgerError>> {
         self.run("recording a create", move |conn| {
             settle(conn, row_id, outcome)
@@ -681,6 +721,8 @@ mod tests {
             window: Duration::from_millis(window_ms),
             key_lifetime: Duration::from_secs(24 * 3600),
             stale_after: Duration::from_secs(120),
+            orphaned_after: Duration::from_secs(60),
+            joined: None,
         }
     }
 
@@ -725,7 +767,7 @@ mod tests {
         let a = identity("t1", "a cat", None);
         let row = reserve(&l, &a, p).await;
         // While the first is being sent, an identical one waits.
-        assert_eq!(l.claim(a.clone(), p).await.unwrap(), Claim::InProgress);
+        assert_eq!(l.claim(a.clone(), p).await.unwrap(), Claim::InProgress(row));
         l.settle(
             row,
             Settle::Created(Box::new(view("task-1", VideoStatus::Pending))),
@@ -818,6 +860,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_zero_window_still_waits_for_an_identical_create_in_flight() {
+        let l = SqliteLedger::in_memory();
+        let a = identity("t", "x", None);
+        let row = reserve(&l, &a, policy(0)).await;
+        // Racing: the identical call waits for the one in flight...
+        assert_eq!(
+            l.claim(a.clone(), policy(0)).await.unwrap(),
+            Claim::InProgress(row)
+        );
+        l.settle(
+            row,
+            Settle::Created(Box::new(view("task-1", VideoStatus::Pending))),
+        )
+        .await
+        .unwrap();
+        // ...and is answered with its task, not a second create.
+        let joined = ClaimPolicy {
+            joined: Some(row),
+            ..policy(0)
+        };
+        match l.claim(a.clone(), joined).await.unwrap() {
+            Claim::Existing { record, .. } => assert_eq!(record.row_id, row),
+            other => panic!("{other:?}"),
+        }
+        // A call arriving after it finished creates anew (that is window 0).
+        reserve(&l, &a, policy(0)).await;
+    }
+
+    #[tokio::test]
+    async fn a_reservation_without_a_heartbeat_is_maybe_created_for_every_window() {
+        let l = SqliteLedger::in_memory();
+        let quick = |window_ms| ClaimPolicy {
+            orphaned_after: Duration::from_millis(300),
+            ..policy(window_ms)
+        };
+        let a = identity("t", "orphan", None);
+        let row = reserve(&l, &a, quick(0)).await;
+        // Alive: heartbeats keep it in flight past the orphan limit.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            l.heartbeat(row).await.unwrap();
+        }
+        assert_eq!(
+            l.claim(a.clone(), quick(0)).await.unwrap(),
+            Claim::InProgress(row)
+        );
+        // Its process died: no heartbeat, so it may have been created.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for window in [0, 60_000] {
+            assert!(matches!(
+                l.claim(a.clone(), quick(window)).await.unwrap(),
+                Claim::MaybeCreated(r) if r.row_id == row
+            ));
+        }
+        // The owner settling "nothing created" after all frees the arguments.
+        l.settle(row, Settle::NotCreated).await.unwrap();
+        reserve(&l, &a, quick(0)).await;
+    }
+
+    #[tokio::test]
     async fn list_filters_and_orders() {
         let l = SqliteLedger::in_memory();
         let p = policy(0);
@@ -899,7 +1001,7 @@ mod tests {
         let row = reserve(&a, &id, policy(60_000)).await;
         assert_eq!(
             b.claim(id.clone(), policy(60_000)).await.unwrap(),
-            Claim::InProgress
+            Claim::InProgress(row)
         );
         a.settle(
             row,

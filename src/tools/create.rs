@@ -86,6 +86,14 @@ impl CreateVideoParams {
                 "prompt is empty: describe the video you want (1–10,000 characters).".into(),
             );
         }
+        if !self.prompt.chars().any(is_visible) {
+            return Err(
+                "prompt is empty: it has no visible character (only spaces, zero-width, \
+                 formatting or control characters), so nothing was sent and nothing was billed. \
+                 Describe the video you want in words (1–10,000 characters)."
+                    .into(),
+            );
+        }
         if chars > MAX_PROMPT_CHARS {
             return Err(format!(
                 "prompt is {chars} characters long; the limit is {MAX_PROMPT_CHARS}. Shorten it \
@@ -124,6 +132,48 @@ impl CreateVideoParams {
         }
         Ok(body)
     }
+}
+
+/// True for a character that shows up as something on screen: not whitespace,
+/// not a control character, not a format character (Unicode category Cf) and
+/// not a default-ignorable one (zero-width joiners, variation selectors,
+/// fillers). A prompt made only of the others describes nothing.
+fn is_visible(c: char) -> bool {
+    !(c.is_whitespace() || c.is_control() || is_format_or_ignorable(c))
+}
+
+/// Unicode's format characters (Cf) and Default_Ignorable_Code_Point, plus the
+/// blank braille pattern, which renders as nothing.
+fn is_format_or_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x2800
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// Checks `idempotency_key`: 1–128 characters of `[A-Za-z0-9._:-]`.
@@ -262,6 +312,38 @@ mod tests {
         assert!(p(&"日".repeat(10_001)).validate().is_err());
         assert!(p("").validate().is_err());
         assert!(p("  \n ").validate().is_err());
+    }
+
+    #[test]
+    fn a_prompt_without_a_visible_character_is_refused() {
+        for blank in [
+            "\u{200b}",
+            "\u{0000}",
+            "\u{2060}",
+            "\u{feff}",
+            " \t\n",
+            "\u{00a0}",
+            "\u{3000}",
+            "\u{180e}",
+            "\u{200e}\u{200f}",
+            "\u{202e}\u{2066}",
+            "\u{00ad}\u{034f}\u{fe0f}",
+            "\u{3164}\u{115f}\u{2800}",
+            "\u{e0041}\u{e007f}",
+            "\u{1b}\u{7f}\u{85}\u{9f}",
+        ] {
+            let err = p(blank).validate().expect_err(&format!("{blank:?}"));
+            assert!(err.contains("prompt is empty"), "{blank:?}: {err}");
+        }
+        for fine in [
+            "a",
+            "\u{200b}a\u{200b}",
+            "family: 👨\u{200d}👩\u{200d}👧 at the beach",
+            "مرحبا\u{200f}",
+            "❤\u{fe0f}",
+        ] {
+            assert!(p(fine).validate().is_ok(), "{fine:?}");
+        }
     }
 
     #[test]

@@ -44,7 +44,10 @@ use super::{
 };
 use crate::{
     gateway::{ApiKey, CreateVideoRequest, Operation, TaskObject},
-    ledger::{Claim, ClaimPolicy, CreateIdentity, KEY_LIFETIME, LedgerRecord, Settle},
+    ledger::{
+        Claim, ClaimPolicy, CreateIdentity, HEARTBEAT_EVERY, KEY_LIFETIME, LedgerRecord,
+        ORPHANED_AFTER, Settle,
+    },
 };
 
 /// Longest an identical create running elsewhere (another process) is waited for.
@@ -184,9 +187,35 @@ impl Creates {
     }
 }
 
+/// Refreshes a reservation's heartbeat while its create is in flight, so
+/// other processes can tell a live create from one whose process died;
+/// stops when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(ledger: std::sync::Arc<dyn crate::ledger::Ledger>, row: i64) -> Self {
+        Self(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                if let Err(e) = ledger.heartbeat(row).await {
+                    tracing::debug!("the reservation's heartbeat was not recorded: {e}");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the leader's create came to.
 enum Made {
     Fresh(VideoTask),
+    /// An identical create that was in flight when this call arrived.
+    Joined(VideoTask),
     Reused {
         view: VideoTask,
         ago: Duration,
@@ -233,6 +262,8 @@ impl VideoServer {
             window: self.state.options.dedupe_window,
             key_lifetime: KEY_LIFETIME,
             stale_after: gw.timeout + gw.retry.create_budget + Duration::from_secs(60),
+            orphaned_after: ORPHANED_AFTER,
+            joined: None,
         }
     }
 
@@ -276,7 +307,9 @@ impl VideoServer {
                         async move {
                             let made = server.create_as_leader(&key, &body, &id, &files).await;
                             let outcome: Outcome = match &made {
-                                Ok(Made::Fresh(v) | Made::Reused { view: v, .. }) => Ok(v.clone()),
+                                Ok(
+                                    Made::Fresh(v) | Made::Joined(v) | Made::Reused { view: v, .. },
+                                ) => Ok(v.clone()),
                                 Err(e) => Err(e.clone()),
                             };
                             lead.publish(&outcome);
@@ -296,6 +329,10 @@ impl VideoServer {
                         Made::Fresh(view) => {
                             tracing::info!(task_id = %view.task_id, "video task created");
                             Ok(view.into_result("Video task created."))
+                        }
+                        Made::Joined(view) => {
+                            tracing::info!(task_id = %view.task_id, "create answered with an identical one in flight");
+                            Ok(concurrent_result(view, &identity))
                         }
                         Made::Reused { view, ago, by_key } => {
                             tracing::info!(task_id = %view.task_id, by_key, "create answered with an earlier task");
@@ -319,14 +356,16 @@ impl VideoServer {
         files: &[LocalFile],
     ) -> Result<Made, CallToolResult> {
         let mut reservation = None;
+        let mut heartbeat = None;
         if let Some(ledger) = self.state.options.ledger.clone() {
-            let policy = self.claim_policy();
+            let mut policy = self.claim_policy();
             let deadline = Instant::now() + policy.stale_after.min(MAX_INFLIGHT_WAIT);
             let mut rechecks = 0;
             loop {
                 match ledger.claim(identity.clone(), policy).await {
                     Ok(Claim::Reserved(row)) => {
                         reservation = Some(row);
+                        heartbeat = Some(Heartbeat::start(ledger.clone(), row));
                         break;
                     }
                     Ok(Claim::Existing { record, by_key }) => {
@@ -336,8 +375,14 @@ impl VideoServer {
                         // The earlier task failed after all: it must not
                         // answer for this one; claim again.
                         match self.reuse(key, &record, rechecks >= 2).await {
+                            Some(view) if policy.joined == Some(record.row_id) => {
+                                return Ok(Made::Joined(view));
+                            }
                             Some(view) => return Ok(Made::Reused { view, ago, by_key }),
-                            None => rechecks += 1,
+                            None => {
+                                rechecks += 1;
+                                policy.joined = None;
+                            }
                         }
                     }
                     Ok(Claim::MaybeCreated(record)) => {
@@ -346,7 +391,11 @@ impl VideoServer {
                     Ok(Claim::KeyConflict(record)) => {
                         return Err(error_result(key_conflict_text(&record, identity)));
                     }
-                    Ok(Claim::InProgress) => {
+                    Ok(Claim::InProgress(row)) => {
+                        // An identical create in flight (here or in another
+                        // process): its outcome answers this call, whatever
+                        // the dedupe window.
+                        policy.joined = Some(row);
                         if Instant::now() >= deadline {
                             return Err(error_result(IN_PROGRESS));
                         }
@@ -398,6 +447,7 @@ impl VideoServer {
                 }
                 _ => Settle::NotCreated,
             };
+            drop(heartbeat.take());
             if let Err(e) = ledger.settle(row, settle).await {
                 tracing::warn!("the ledger did not record the create's outcome: {e}");
             }
@@ -569,7 +619,8 @@ fn maybe_created_text(record: &LedgerRecord, identity: &CreateIdentity) -> Strin
     format!(
         "Not sent: {which} made {} failed in a way that may still have created and billed the \
          video{why}. To avoid paying twice, this server does not send it again. Check with \
-         list_videos in a minute or two whether the video appeared. If the user still wants the \
+         list_videos in a minute or two whether the video appeared (or with get_video_status, \
+         if the user has its task_id). If the user still wants the \
          video, call create_video again with a new idempotency_key (any new short string) to \
          create it deliberately.",
         when(record)
@@ -770,6 +821,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 queued.await
             })
+        }
+        fn heartbeat(&self, row_id: i64) -> BoxFuture<'static, Result<(), LedgerError>> {
+            self.0.heartbeat(row_id)
         }
         fn settle(
             &self,

@@ -577,6 +577,12 @@ impl RawChild {
         }
     }
 
+    /// Kills the child at once (SIGKILL on Unix), as a crash would, and
+    /// waits for it to be gone.
+    pub async fn kill(&mut self) {
+        let _ = tokio::time::timeout(DEADLINE, self.child.kill()).await;
+    }
+
     /// Closes stdin and waits for the child to exit (killing it after the
     /// deadline); then every stdout and stderr line has been read.
     pub async fn close(mut self) -> (Option<ExitStatus>, Lines, Lines) {
