@@ -1396,14 +1396,22 @@ async fn a_cross_origin_redirect_never_receives_the_key() {
     assert!(msg.contains(&other.address().to_string()), "{msg}");
     assert!(msg.contains("HEYGEN_API_BASE"), "{msg}");
     assert!(!msg.contains("abc123"), "{msg}");
-    let err = c.credits(&key()).await.expect_err("credits too");
+    let err = c.balance(&key()).await.expect_err("credits too");
     assert!(
         err.user_message(Operation::Credits).contains("another"),
         "{err:?}"
     );
     assert_eq!(other.received_requests().await.unwrap().len(), 0);
-    // Not retried: the answer would be the same.
-    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    // Not retried: the answer would be the same. One task lookup, then the
+    // two billing lookups (the public pricing table aside).
+    let keyed = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() != "/api/pricing")
+        .count();
+    assert_eq!(keyed, 3);
     other.verify().await;
 }
 
@@ -1415,10 +1423,10 @@ async fn a_redirect_loop_is_followed_at_most_three_times() {
         .mount(&server)
         .await;
     let err = client(&server, 4)
-        .credits(&key())
+        .get_task(&key(), TASK_ID, false)
         .await
         .expect_err("a loop ends");
-    let msg = err.user_message(Operation::Credits);
+    let msg = err.user_message(Operation::GetTask);
     assert!(msg.contains("HEYGEN_API_BASE"), "{msg}");
     assert_eq!(server.received_requests().await.unwrap().len(), 4, "{msg}");
 }

@@ -30,6 +30,7 @@
 //! - budget: at most 1,200 bytes per tool on average of model-visible JSON
 //!   (title, description, compact inputSchema) and 16,384 bytes for the whole
 //!   `tools/list` reply.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

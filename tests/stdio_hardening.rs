@@ -4,6 +4,7 @@
 //! stays bounded) and gets every answer once it reads; two requests with one
 //! id in flight both get an answer; a request whose id cannot be represented
 //! gets an error answer; and after each the session goes on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
 
