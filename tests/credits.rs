@@ -14,10 +14,10 @@ use wiremock::{
     matchers::{header, method, path},
 };
 
-/// The simulator's credits answer, fetched directly with the key.
-async fn direct_credits(base: &str) -> Value {
+/// One of the simulator's billing answers, fetched directly with the key.
+async fn direct(base: &str, path: &str) -> Value {
     let resp = common::http_client()
-        .get(format!("{base}/v1/account/credits"))
+        .get(format!("{base}{path}"))
         .bearer_auth(TEST_KEY)
         .send()
         .await
@@ -27,7 +27,7 @@ async fn direct_credits(base: &str) -> Value {
 }
 
 #[tokio::test]
-async fn credits_pass_the_upstream_answer_through() {
+async fn credits_come_from_the_billing_endpoints_with_the_price() {
     let sim = start_sim().await;
     let c = McpChild::legacy(ServerOpts::for_sim(&sim)).await;
     // Spend some credits first so the balance is not the starting one.
@@ -38,18 +38,22 @@ async fn credits_pass_the_upstream_answer_through() {
 
     let r = c.call("get_credits", json!({})).await;
     let sc = expect_ok(&r);
-    assert_eq!(
-        sc["upstream"]["account_credits"],
-        direct_credits(&sim.base_url()).await
-    );
-    assert_eq!(sc["credits"]["remaining"], 995.0);
+    let base = sim.base_url();
+    let sub = direct(&base, "/dashboard/billing/subscription").await;
+    let usage = direct(&base, "/dashboard/billing/usage").await;
+    assert_eq!(sc["upstream"]["subscription"], sub);
+    assert_eq!(sc["upstream"]["usage"], usage);
+    let total = sub["hard_limit_usd"].as_f64().unwrap();
+    let used = usage["total_usage"].as_f64().unwrap() / 100.0;
+    assert_eq!(sc["credits"]["total"].as_f64(), Some(total));
+    assert_eq!(sc["credits"]["used"].as_f64(), Some(used));
+    assert_eq!(sc["credits"]["remaining"].as_f64(), Some(total - used));
+    assert_eq!(sc["credits"]["remaining"].as_f64(), Some(995.0));
+    assert_eq!(sc["price_per_video"].as_f64(), Some(5.0));
+    assert_eq!(sc["videos_affordable"], 199);
     let text = result_text(&r);
-    assert!(text.contains("995 credits remaining"), "{text}");
-    assert_eq!(
-        sim.state.count("credits"),
-        2,
-        "one call from the tool, one direct"
-    );
+    assert!(text.contains("995 remaining, 5 used, 1000 in total"), "{text}");
+    assert!(text.contains("One video costs 5"), "{text}");
 }
 
 #[tokio::test]
