@@ -286,6 +286,36 @@ async fn startup(sim: &Simulator, runs: usize) -> (Duration, Duration) {
     (median(times), median(rss))
 }
 
+/// The size of the whole tools/list answer (compact JSON, as on the wire)
+/// and of what a client hands the model per tool: title, description and
+/// input schema.
+fn tools_list_figures(answer: &Value) -> (usize, f64, usize, usize) {
+    let total = serde_json::to_string(answer).map_or(0, |s| s.len());
+    let tools = answer["result"]["tools"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let visible: Vec<usize> = tools
+        .iter()
+        .map(|t| {
+            let part = json!({
+                "name": t["name"],
+                "title": t["annotations"]["title"],
+                "description": t["description"],
+                "inputSchema": t["inputSchema"],
+            });
+            serde_json::to_string(&part).map_or(0, |s| s.len())
+        })
+        .collect();
+    let avg = visible.iter().sum::<usize>() as f64 / visible.len().max(1) as f64;
+    (
+        total,
+        avg,
+        visible.iter().copied().max().unwrap_or(0),
+        tools.len(),
+    )
+}
+
 #[derive(Default)]
 struct Row {
     figure: &'static str,
@@ -336,7 +366,12 @@ async fn run() {
     // 2–3. Sequential status calls: server over stdio vs direct.
     let mut server = Lean::spawn(&spec(&sim));
     server.initialize().await;
-    server.request("tools/list", "{}").await;
+    let listed = server.request("tools/list", "{}").await;
+    let (list_bytes, visible_avg, visible_max, tool_count) = tools_list_figures(&listed);
+    println!(
+        "tools/list: {list_bytes} bytes for {tool_count} tools; model-visible (title + description + \
+         inputSchema) {visible_avg:.0} bytes per tool on average, {visible_max} at most"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_after_start = rss_kib(server.pid).unwrap();
     // Private memory; the rest of VmRSS is the mapped executable (shared,
@@ -509,6 +544,20 @@ async fn run() {
                 p.startup_runs
             ),
             met: Some(ms(startup_median) <= 10.0),
+        },
+        Row {
+            figure: "tools/list reply (whole JSON-RPC answer)",
+            theirs: "13.4 KB (13 tools)",
+            target: "≤ 16 KB",
+            measured: format!("{list_bytes} bytes ({tool_count} tools)"),
+            met: Some(list_bytes <= 16 * 1024),
+        },
+        Row {
+            figure: "model-visible tool definition, average per tool",
+            theirs: "—",
+            target: "≤ 1,200 bytes",
+            measured: format!("{visible_avg:.0} bytes (largest {visible_max})"),
+            met: Some(visible_avg <= 1200.0),
         },
         Row {
             figure: "status call over stdio vs the same HTTP call direct (median)",

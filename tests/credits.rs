@@ -52,7 +52,10 @@ async fn credits_come_from_the_billing_endpoints_with_the_price() {
     assert_eq!(sc["price_per_video"].as_f64(), Some(5.0));
     assert_eq!(sc["videos_affordable"], 199);
     let text = result_text(&r);
-    assert!(text.contains("995 remaining, 5 used, 1000 in total"), "{text}");
+    assert!(
+        text.contains("995 remaining, 5 used, 1000 in total"),
+        "{text}"
+    );
     assert!(text.contains("One video costs 5"), "{text}");
 }
 

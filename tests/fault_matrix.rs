@@ -858,7 +858,7 @@ fn spawn_for(base: &str, key: &str) -> Spawn {
 // get_credits: a stand-in upstream whose faults are picked by path prefix
 // ---------------------------------------------------------------------------
 
-/// `/{fault}/{n}/v1/account/credits`: the first `n` requests get `fault`,
+/// `/{fault}/{n}/dashboard/billing/subscription`: the first `n` requests get `fault`,
 /// later ones a normal balance. Counts requests per prefix.
 #[derive(Clone, Default)]
 struct CreditsStandIn {
@@ -891,7 +891,7 @@ async fn standin_credits(
         *c += 1;
         *c
     };
-    let body = json!({"balance": 42, "currency": "credits"}).to_string();
+    let body = json!({"hard_limit_usd": 42}).to_string();
     if seen > n {
         return (
             StatusCode::OK,
@@ -965,7 +965,14 @@ async fn standin_credits(
 async fn start_standin() -> (String, CreditsStandIn, tokio::task::JoinHandle<()>) {
     let state = CreditsStandIn::default();
     let app = Router::new()
-        .route("/{fault}/{n}/v1/account/credits", get(standin_credits))
+        .route(
+            "/{fault}/{n}/dashboard/billing/subscription",
+            get(standin_credits),
+        )
+        .route(
+            "/{fault}/{n}/dashboard/billing/usage",
+            get(|| async { axum::Json(json!({"total_usage": 0})) }),
+        )
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1025,7 +1032,7 @@ async fn per_server_faults(http: bool, sim: &Simulator) {
                     ));
                 }
                 let again = conn.call("get_credits", json!({})).await?;
-                if is_error(&again) || again["structuredContent"]["credits"]["balance"] != 42 {
+                if is_error(&again) || again["structuredContent"]["credits"]["remaining"] != 42.0 {
                     return Err(format!("the next get_credits did not succeed: {again}"));
                 }
                 Ok(vec![first, again])

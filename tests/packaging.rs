@@ -293,7 +293,9 @@ async fn bundle_options_reach_the_upstream() {
     let child = McpChild::legacy(opts).await;
     let r = child.call("get_credits", json!({})).await;
     expect_ok(&r);
-    assert_eq!(sim.state.count("credits"), 1);
+    // The balance was read with the user's key from the billing endpoints.
+    assert_eq!(sim.state.count("subscription"), 1);
+    assert_eq!(sim.state.count("usage"), 1);
     child.shutdown().await;
 }
 
