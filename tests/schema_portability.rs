@@ -38,27 +38,7 @@ use common::*;
 use serde_json::{Value, json};
 
 /// Formats JSON Schema 2020-12 defines (what every validator knows).
-const STANDARD_FORMATS: &[&str] = &[
-    "date-time",
-    "date",
-    "time",
-    "duration",
-    "email",
-    "idn-email",
-    "hostname",
-    "idn-hostname",
-    "ipv4",
-    "ipv6",
-    "uri",
-    "uri-reference",
-    "iri",
-    "iri-reference",
-    "uri-template",
-    "uuid",
-    "json-pointer",
-    "relative-json-pointer",
-    "regex",
-];
+use heygen_video_mcp::tools::schema::STANDARD_FORMATS;
 
 const MAX_AVG_MODEL_VISIBLE: usize = 1200;
 const MAX_REPLY_BYTES: usize = 16_384;
