@@ -694,7 +694,12 @@ impl Cli {
                 "HEYGEN_OAUTH_ISSUER: {issuer:?} must be an https URL (plain http only on loopback)"
             ));
         }
-        let public_url = match self.public_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        let public_url = match self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             None if !addr.ip().is_loopback() => {
                 return Err(format!(
                     "HEYGEN_PUBLIC_URL is required with HEYGEN_OAUTH_ISSUER on the non-loopback \
@@ -730,7 +735,9 @@ impl Cli {
             .map(str::to_string)
             .collect();
         if self.user_daily_videos == Some(0) {
-            return Err("HEYGEN_USER_DAILY_VIDEOS must be at least 1 (leave it unset for no limit)".into());
+            return Err(
+                "HEYGEN_USER_DAILY_VIDEOS must be at least 1 (leave it unset for no limit)".into(),
+            );
         }
         Ok(Some(OAuthSettings {
             issuer: issuer.to_string(),

@@ -143,7 +143,12 @@ impl Principal {
         h.update(self.issuer.as_bytes());
         h.update(b"\n");
         h.update(self.subject.as_bytes());
-        let hex: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("oauth-{hex}")
     }
 }

@@ -429,11 +429,7 @@ impl Guard {
 
     /// Who the request authenticates as, or the refusal to send.
     /// (`Request` is not `Sync`: what is needed is taken from it first.)
-    async fn authenticate(
-        &self,
-        in_query: bool,
-        token: Option<String>,
-    ) -> Result<Authn, Response> {
+    async fn authenticate(&self, in_query: bool, token: Option<String>) -> Result<Authn, Response> {
         if self.token_hashes.is_empty() && self.oauth.is_none() {
             return Ok(Authn::Open);
         }

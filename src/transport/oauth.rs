@@ -109,7 +109,8 @@ fn http_client(loopback: bool) -> Result<reqwest::Client, String> {
     if loopback {
         b = b.no_proxy();
     }
-    b.build().map_err(|e| format!("the HTTP client could not be built: {e}"))
+    b.build()
+        .map_err(|e| format!("the HTTP client could not be built: {e}"))
 }
 
 fn is_loopback(u: &Url) -> bool {
@@ -433,9 +434,9 @@ impl ResourceServer {
                         ErrorKind::InvalidAudience => Rejection::Invalid(
                             "the access token is not meant for this server (audience)",
                         ),
-                        ErrorKind::InvalidIssuer => Rejection::Invalid(
-                            "the access token comes from another issuer",
-                        ),
+                        ErrorKind::InvalidIssuer => {
+                            Rejection::Invalid("the access token comes from another issuer")
+                        }
                         ErrorKind::MissingRequiredClaim(_) => Rejection::Invalid(
                             "the access token lacks a required claim (exp, iss, aud or sub)",
                         ),
