@@ -3,6 +3,8 @@
 //! with a freshly generated P-256 key, and the built binary serving HTTP
 //! against the in-process simulator.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::{
