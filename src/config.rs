@@ -153,6 +153,36 @@ pub struct Cli {
     #[arg(long, env = "HEYGEN_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
 
+    /// HTTP: sign callers in with OAuth: the authorization server's issuer URL (its metadata is discovered at start).
+    #[arg(long, env = "HEYGEN_OAUTH_ISSUER", value_name = "URL")]
+    pub oauth_issuer: Option<String>,
+
+    /// HTTP: the canonical public URL of the MCP endpoint (e.g. https://mcp.example.com/mcp); the OAuth resource and audience.
+    #[arg(long, env = "HEYGEN_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// HTTP with OAuth: extra accepted token audiences besides the public URL (comma-separated).
+    #[arg(
+        long = "oauth-audience",
+        env = "HEYGEN_OAUTH_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    pub oauth_audience: Vec<String>,
+
+    /// HTTP with OAuth: scopes every access token must carry (comma- or space-separated; empty = none).
+    #[arg(
+        long = "oauth-scopes",
+        env = "HEYGEN_OAUTH_SCOPES",
+        default_value = DEFAULT_OAUTH_SCOPES,
+        value_name = "SCOPES"
+    )]
+    pub oauth_scopes: String,
+
+    /// HTTP with OAuth: videos each signed-in user may create per UTC day on the server's key (unset = no limit).
+    #[arg(long, env = "HEYGEN_USER_DAILY_VIDEOS", value_name = "N")]
+    pub user_daily_videos: Option<u32>,
+
     /// HTTP: largest accepted request body, in bytes.
     #[arg(long, env = "HEYGEN_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
@@ -387,6 +417,27 @@ pub struct HttpSettings {
     /// Caps and idle expiry of legacy sessions.
     pub sessions: SessionLimits,
     pub connections: ConnectionLimits,
+    /// OAuth sign-in; `None` = static tokens only.
+    pub oauth: Option<OAuthSettings>,
+}
+
+/// Scopes an access token must carry when none are configured.
+pub const DEFAULT_OAUTH_SCOPES: &str = "videos";
+
+/// OAuth 2.1 resource-server settings (checked; the issuer is contacted at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    /// The authorization server's issuer identifier, exactly as its tokens carry it.
+    pub issuer: String,
+    /// The MCP endpoint's canonical public URL; `None` on a loopback bind
+    /// without one (then `http://<bound address>/mcp`).
+    pub public_url: Option<url::Url>,
+    /// Audiences accepted besides the public URL.
+    pub audiences: Vec<String>,
+    /// Scopes every token must carry.
+    pub scopes: Vec<String>,
+    /// Videos per signed-in user per UTC day on the server's key.
+    pub user_daily_videos: Option<u32>,
 }
 
 /// Caps and idle expiry of legacy (2025-11-25 and older) HTTP sessions.
@@ -448,6 +499,7 @@ impl std::fmt::Debug for HttpSettings {
             .field("request_timeout", &self.request_timeout)
             .field("sessions", &self.sessions)
             .field("connections", &self.connections)
+            .field("oauth", &self.oauth)
             .finish()
     }
 }
@@ -497,7 +549,12 @@ impl Cli {
                     .map(|t| t.trim().to_string())
                     .filter(|t| !t.is_empty())
                     .collect();
-                if !addr.ip().is_loopback() && auth_tokens.is_empty() && !self.insecure_no_auth {
+                let oauth = self.oauth_settings(addr)?;
+                if !addr.ip().is_loopback()
+                    && auth_tokens.is_empty()
+                    && oauth.is_none()
+                    && !self.insecure_no_auth
+                {
                     return Err(format!(
                         "refusing to serve HTTP on the non-loopback address {addr} without caller \
                          authentication: anyone who can reach it could spend your credits. Set \
@@ -577,9 +634,19 @@ impl Cli {
                         )?,
                         max_connections: self.max_connections,
                     },
+                    oauth,
                 })
             }
         };
+        if http.as_ref().is_none_or(|h| h.oauth.is_none())
+            && (self.public_url.is_some() || self.user_daily_videos.is_some())
+        {
+            warnings.push(
+                "HEYGEN_PUBLIC_URL and HEYGEN_USER_DAILY_VIDEOS only apply to --http with \
+                 HEYGEN_OAUTH_ISSUER; they are ignored"
+                    .into(),
+            );
+        }
         if http.is_none() && (self.caller_keys || self.require_caller_keys) {
             warnings.push(
                 "--caller-keys only applies to --http; on stdio the server's HEYGEN_API_KEY is used"
@@ -608,6 +675,79 @@ impl Cli {
 }
 
 impl Cli {
+    /// The OAuth settings of an HTTP server bound to `addr`, checked.
+    fn oauth_settings(&self, addr: SocketAddr) -> Result<Option<OAuthSettings>, String> {
+        let Some(issuer) = self
+            .oauth_issuer
+            .as_deref()
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        else {
+            return Ok(None);
+        };
+        let parsed = url::Url::parse(issuer).map_err(|e| {
+            format!("HEYGEN_OAUTH_ISSUER: {issuer:?} is not a URL ({e}); use the issuer URL of your authorization server, e.g. https://login.example.com/")
+        })?;
+        let loopback = |u: &url::Url| u.host_str().is_some_and(is_loopback_host);
+        if parsed.scheme() != "https" && !(parsed.scheme() == "http" && loopback(&parsed)) {
+            return Err(format!(
+                "HEYGEN_OAUTH_ISSUER: {issuer:?} must be an https URL (plain http only on loopback)"
+            ));
+        }
+        let public_url = match self
+            .public_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            None if !addr.ip().is_loopback() => {
+                return Err(format!(
+                    "HEYGEN_PUBLIC_URL is required with HEYGEN_OAUTH_ISSUER on the non-loopback \
+                     address {addr}: set it to the public https URL of the MCP endpoint that \
+                     clients use, e.g. https://mcp.example.com/mcp (tokens must name it as their \
+                     audience)"
+                ));
+            }
+            None => None,
+            Some(raw) => {
+                let u = url::Url::parse(raw).map_err(|e| {
+                    format!("HEYGEN_PUBLIC_URL: {raw:?} is not a URL ({e}); use e.g. https://mcp.example.com/mcp")
+                })?;
+                if u.scheme() != "https" && !(u.scheme() == "http" && loopback(&u)) {
+                    return Err(format!(
+                        "HEYGEN_PUBLIC_URL: {raw:?} must be an https URL (plain http only on a \
+                         loopback host): OAuth clients refuse to send tokens elsewhere"
+                    ));
+                }
+                if u.fragment().is_some() || u.query().is_some() {
+                    return Err(format!(
+                        "HEYGEN_PUBLIC_URL: {raw:?} must have no query or fragment"
+                    ));
+                }
+                Some(u)
+            }
+        };
+        let scopes: Vec<String> = self
+            .oauth_scopes
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if self.user_daily_videos == Some(0) {
+            return Err(
+                "HEYGEN_USER_DAILY_VIDEOS must be at least 1 (leave it unset for no limit)".into(),
+            );
+        }
+        Ok(Some(OAuthSettings {
+            issuer: issuer.to_string(),
+            public_url,
+            audiences: clean_list(&self.oauth_audience),
+            scopes,
+            user_daily_videos: self.user_daily_videos,
+        }))
+    }
+
     /// Where the ledger lives: off with `--no-ledger`; a temporary one with
     /// `--simulate` (fake tasks never enter the real ledger); the configured
     /// file; else `<data dir>/ledger.sqlite3`.

@@ -118,6 +118,13 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
                 .as_ref()
                 .map(|h| h.caller_keys)
                 .unwrap_or_default(),
+            user_budget: heygen_video_mcp::tools::UserBudget::new(
+                settings
+                    .http
+                    .as_ref()
+                    .and_then(|h| h.oauth.as_ref())
+                    .and_then(|o| o.user_daily_videos),
+            ),
             // Opened on its own thread in the background: start-up does not wait.
             ledger: heygen_video_mcp::ledger::open(&settings.ledger),
             ..ToolOptions::from_settings(&settings.tools, settings.http.is_some())

@@ -79,6 +79,7 @@ async fn http_server(sim: &Simulator, dir: &Path, quota: TenantQuota) -> String 
         request_timeout: Duration::from_secs(60),
         sessions: Default::default(),
         connections: Default::default(),
+        oauth: None,
     };
     let state = Arc::new(AppState {
         gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),

@@ -58,6 +58,7 @@ fn settings(tweak: impl FnOnce(&mut HttpSettings)) -> HttpSettings {
         request_timeout: Duration::from_secs(60),
         sessions: Default::default(),
         connections: Default::default(),
+        oauth: None,
     };
     tweak(&mut s);
     s

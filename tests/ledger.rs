@@ -401,6 +401,7 @@ async fn http_server(ledger: &Path) -> (String, Simulator) {
         request_timeout: Duration::from_secs(60),
         sessions: Default::default(),
         connections: Default::default(),
+        oauth: None,
     };
     let state = Arc::new(AppState {
         gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),

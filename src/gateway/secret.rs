@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 const MIN_FRAGMENT: usize = 6;
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct ApiKey(String, Option<String>);
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -20,7 +20,7 @@ impl ApiKey {
     /// A key from configuration or a caller's header; blank means "none".
     pub fn new(raw: impl AsRef<str>) -> Option<Self> {
         let k = raw.as_ref().trim();
-        (!k.is_empty()).then(|| ApiKey(k.to_string()))
+        (!k.is_empty()).then(|| ApiKey(k.to_string(), None))
     }
 
     /// The key itself, for the `Authorization` header only.
@@ -33,6 +33,25 @@ impl ApiKey {
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
         digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The same key used on behalf of a signed-in user: local records
+    /// (ledger, idempotency, downloads) are scoped by `tenant` instead of
+    /// the key's fingerprint.
+    pub fn for_tenant(mut self, tenant: String) -> Self {
+        self.1 = Some(tenant);
+        self
+    }
+
+    /// Whose local records this key reads and writes: the signed-in user's
+    /// tenant when there is one, otherwise the key's fingerprint.
+    pub fn tenant(&self) -> String {
+        self.1.clone().unwrap_or_else(|| self.fingerprint())
+    }
+
+    /// Whether the key is used on behalf of a signed-in user.
+    pub fn signed_in(&self) -> bool {
+        self.1.is_some()
     }
 
     /// Replaces the key and every fragment of it of six or more characters.

@@ -288,7 +288,23 @@ impl VideoServer {
         let files = super::files::check_all(&paths)
             .await
             .map_err(|e| error_result(format!("Invalid arguments: {e}. Nothing was created.")))?;
-        self.create_once(key, body, idempotency_key, files).await
+        // A signed-in user spending the server's key draws on its daily budget.
+        let pays_server = self
+            .state
+            .server_key
+            .as_ref()
+            .is_some_and(|k| k.expose() == key.expose());
+        let charge = if key.signed_in() && pays_server {
+            self.state
+                .options
+                .user_budget
+                .reserve(&key.tenant())
+                .map_err(error_result)?
+        } else {
+            None
+        };
+        self.create_once(key, body, idempotency_key, files, charge)
+            .await
     }
 }
 

@@ -25,9 +25,9 @@
 //! leftovers older than a day are. Temporary files never count against a
 //! caller's quota.
 //!
-//! In HTTP mode several callers (tenants: one per upstream key) share the
-//! server's download folder, so each saves into its own subfolder,
-//! `<dir>/<key fingerprint>/`: `overwrite` can only ever replace the caller's
+//! In HTTP mode several callers (tenants: one per signed-in user, else one
+//! per upstream key) share the server's download folder, so each saves into
+//! its own subfolder, `<dir>/<tenant>/`: `overwrite` can only ever replace the caller's
 //! own files, and a per-caller quota ([`TenantQuota`]) keeps one caller from
 //! filling the server's disk. On stdio (one user) the folder is used as it is.
 
@@ -388,7 +388,7 @@ impl Downloads {
                     if let Some(ledger) = &spec.state.options.ledger {
                         // Queued now; list_videos reports the saved file.
                         drop(ledger.record_saved(
-                            &spec.key.fingerprint(),
+                            &spec.key.tenant(),
                             &task_id,
                             &path.display().to_string(),
                             size,
@@ -1301,11 +1301,11 @@ fn refusal(http_mode: bool) -> String {
 }
 
 /// The folder a caller's videos are saved in: the configured one on stdio; in
-/// HTTP mode the caller's own subfolder, named by its key's fingerprint, so
+/// HTTP mode the caller's own subfolder, named by its tenant (key fingerprint or signed-in user), so
 /// that callers never replace, see or fill each other's files.
 fn caller_dir(dir: &Path, http_mode: bool, key: &ApiKey) -> PathBuf {
     if http_mode {
-        dir.join(key.fingerprint())
+        dir.join(key.tenant())
     } else {
         dir.to_path_buf()
     }

@@ -20,7 +20,8 @@
 //!    frees the slot for a second paid create nor leaves a claim without its
 //!    settlement.
 //!
-//! Everything is scoped by the tenant (the key's fingerprint). Without a
+//! Everything is scoped by the tenant (the signed-in user, else the key's
+//! fingerprint; see [`crate::gateway::ApiKey::tenant`]). Without a
 //! ledger only step 1 applies.
 
 use std::{
@@ -33,6 +34,8 @@ use std::{
 };
 
 use rmcp::model::CallToolResult;
+
+use super::budget::Charge;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -249,7 +252,7 @@ impl VideoServer {
         let Some(ledger) = &self.state.options.ledger else {
             return;
         };
-        let tenant = key.fingerprint();
+        let tenant = key.tenant();
         if self.state.options.creates.changed(&tenant, view) {
             // Queued now; nothing to wait for.
             drop(ledger.record_status(&tenant, view));
@@ -275,10 +278,11 @@ impl VideoServer {
         body: CreateVideoRequest,
         idempotency_key: Option<String>,
         files: Vec<LocalFile>,
+        charge: Option<Charge>,
     ) -> Result<CallToolResult, CallToolResult> {
         let digests: Vec<&str> = files.iter().map(|f| f.digest.as_str()).collect();
         let identity =
-            CreateIdentity::new(key.fingerprint(), &body, idempotency_key).with_files(&digests);
+            CreateIdentity::new(key.tenant(), &body, idempotency_key).with_files(&digests);
         loop {
             match self.state.options.creates.enter(&identity) {
                 Turn::Conflict(preview) => {
@@ -306,6 +310,10 @@ impl VideoServer {
                     let job = tokio::spawn(
                         async move {
                             let made = server.create_as_leader(&key, &body, &id, &files).await;
+                            // Only a video bought here counts against the user's budget.
+                            if let (Ok(Made::Fresh(_)), Some(c)) = (&made, charge) {
+                                c.keep();
+                            }
                             let outcome: Outcome = match &made {
                                 Ok(
                                     Made::Fresh(v) | Made::Joined(v) | Made::Reused { view: v, .. },
@@ -707,7 +715,7 @@ mod tests {
             CreateVideoRequest::new(prompt),
             idem.map(String::from),
         );
-        tokio::spawn(async move { s.create_once(key(), body, idem, Vec::new()).await })
+        tokio::spawn(async move { s.create_once(key(), body, idem, Vec::new(), None).await })
     }
 
     fn json(r: &CallToolResult) -> Value {

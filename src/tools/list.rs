@@ -389,7 +389,7 @@ impl VideoServer {
         let key = self
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
-        let tenant = key.fingerprint();
+        let tenant = key.tenant();
         let unavailable = |e: LedgerError| {
             disabled(&format!(
                 "the video ledger ({}) cannot be used right now ({e}; the server's log says more)",

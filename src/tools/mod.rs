@@ -2,6 +2,7 @@
 //! cheap to clone (one `Arc`), because the HTTP transport builds one per
 //! stateless request; the tool router is built once per process.
 
+pub mod budget;
 pub mod create;
 pub mod credits;
 pub mod download;
@@ -31,6 +32,7 @@ use crate::{
     ledger::Ledger,
 };
 
+pub use budget::UserBudget;
 pub use download::Downloads;
 pub use idempotency::Creates;
 pub use view::{VideoStatus, VideoTask};
@@ -75,6 +77,8 @@ pub struct ToolOptions {
     /// Creates in flight in this process, so identical concurrent calls
     /// collapse into one upstream create even without a ledger.
     pub creates: Creates,
+    /// Videos a signed-in user may create per UTC day on the server's key.
+    pub user_budget: UserBudget,
 }
 
 impl Default for ToolOptions {
@@ -94,6 +98,7 @@ impl Default for ToolOptions {
             ledger: None,
             dedupe_window: Duration::from_secs(300),
             creates: Creates::default(),
+            user_budget: UserBudget::default(),
         }
     }
 }
@@ -121,6 +126,33 @@ impl ToolOptions {
     }
 }
 
+/// A caller signed in with OAuth: the token's issuer and subject. The HTTP
+/// guard puts it into the request's extensions after validating the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub issuer: String,
+    pub subject: String,
+}
+
+impl Principal {
+    /// The caller's tenant: `oauth-` and a SHA-256 prefix of issuer and
+    /// subject (safe as a folder name, never reversible to the subject).
+    pub fn tenant(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.issuer.as_bytes());
+        h.update(b"\n");
+        h.update(self.subject.as_bytes());
+        let hex: String = h
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("oauth-{hex}")
+    }
+}
+
 /// State shared by every server instance of the process.
 #[derive(Debug)]
 pub struct AppState {
@@ -145,10 +177,24 @@ impl VideoServer {
 
     /// The key for this request: a caller's own header key over HTTP (when the
     /// operator allows it), otherwise the server's `HEYGEN_API_KEY`.
+    /// A signed-in caller's records are scoped by the user (issuer and
+    /// subject), whichever upstream key pays.
     pub(crate) fn resolve_key(
         &self,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<ApiKey, GatewayError> {
+        let principal = ctx
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Principal>());
+        let key = self.resolve_raw_key(ctx)?;
+        Ok(match principal {
+            Some(p) => key.for_tenant(p.tenant()),
+            None => key,
+        })
+    }
+
+    fn resolve_raw_key(&self, ctx: &RequestContext<RoleServer>) -> Result<ApiKey, GatewayError> {
         let mode = self.state.options.caller_keys;
         if mode != CallerKeys::Off
             && let Some(parts) = ctx.extensions.get::<http::request::Parts>()

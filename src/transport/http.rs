@@ -3,7 +3,8 @@
 //!
 //! Our own guard runs before rmcp's service, in this order: Host allowlist,
 //! Origin allowlist (both 403, DNS-rebinding protection), caller bearer auth
-//! (401), body limit (413), drain and concurrency bound (503), then the legacy
+//! (401: a static token, or with OAuth a valid access token; 403 when the
+//! token lacks a scope, see [`super::oauth`]), body limit (413), drain and concurrency bound (503), then the legacy
 //! session rules (see [`super::sessions`]): a session named by another caller
 //! is 404, an `initialize` past the session caps is 429 (this caller) or 503
 //! (the server), and a session's DELETE answers 204. Drain and the bound live
@@ -37,13 +38,18 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::connections::{self, ConnMark, Limits};
+use super::oauth::{Rejection, ResourceServer};
 use super::sessions::{
     Access, BoundSessionManager, CallerId, SessionRefusal, SessionRegistry, priming_bytes,
 };
 use crate::{
     config::{CallerKeys, HttpSettings, is_loopback_host},
-    tools::{AppState, CALLER_KEY_HEADER, VideoServer},
+    tools::{AppState, CALLER_KEY_HEADER, Principal, VideoServer},
 };
+
+/// Where the Protected Resource Metadata is served (RFC 9728), also with the
+/// MCP endpoint's path appended.
+pub const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -140,10 +146,49 @@ struct Guard {
     caller_keys: bool,
     /// Legacy sessions, when they are on.
     sessions: Option<Arc<SessionRegistry>>,
+    /// OAuth sign-in, when it is on.
+    oauth: Option<OAuth>,
+}
+
+struct OAuth {
+    server: Arc<ResourceServer>,
+    /// The URL of our Protected Resource Metadata, for `WWW-Authenticate`.
+    metadata_url: String,
+}
+
+/// Who a request authenticated as.
+enum Authn {
+    /// No authentication is configured.
+    Open,
+    /// A static token from HEYGEN_MCP_AUTH_TOKEN.
+    Static,
+    /// A signed-in OAuth user.
+    User(Principal),
+}
+
+/// The URL of the Protected Resource Metadata of `resource` (the
+/// path-suffixed form of RFC 9728 §3.1).
+pub fn metadata_url(resource: &url::Url) -> String {
+    let mut u = resource.clone();
+    let path = resource.path().trim_end_matches('/');
+    u.set_path(&format!("{PRM_PATH}{path}"));
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
 }
 
 /// Builds the router: `/mcp` behind the guard, `/healthz` outside it.
 pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
+    build_with_oauth(state, settings, None)
+}
+
+/// [`build`] with OAuth sign-in by `oauth` (already discovered): the
+/// metadata endpoints are served, and `/mcp` accepts its access tokens.
+pub fn build_with_oauth(
+    state: Arc<AppState>,
+    settings: &HttpSettings,
+    oauth: Option<Arc<ResourceServer>>,
+) -> HttpApp {
     let service_ct = CancellationToken::new();
     let drain = Drain::new(service_ct.clone());
 
@@ -157,6 +202,35 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
             .iter()
             .map(|h| h.to_ascii_lowercase()),
     );
+
+    // The public URL's host is how clients reach us.
+    if let Some(host) = oauth
+        .as_ref()
+        .and_then(|o| url::Url::parse(o.resource()).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+    {
+        allowed_hosts.push(host);
+    }
+    let oauth = oauth.map(|server| OAuth {
+        metadata_url: url::Url::parse(server.resource())
+            .map(|u| metadata_url(&u))
+            .unwrap_or_default(),
+        server,
+    });
+    let prm_paths: Vec<String> = oauth
+        .as_ref()
+        .map(|o| {
+            let mut paths = vec![PRM_PATH.to_string(), format!("{PRM_PATH}/mcp")];
+            if let Ok(u) = url::Url::parse(o.server.resource()) {
+                let suffixed = format!("{PRM_PATH}{}", u.path().trim_end_matches('/'));
+                if !paths.contains(&suffixed) {
+                    paths.push(suffixed);
+                }
+            }
+            paths
+        })
+        .unwrap_or_default();
+    let prm_doc = oauth.as_ref().map(|o| o.server.metadata().to_string());
 
     let registry = settings
         .legacy_sessions
@@ -179,6 +253,7 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
         request_timeout: settings.request_timeout,
         caller_keys: settings.caller_keys != CallerKeys::Off,
         sessions: registry.clone(),
+        oauth,
     });
 
     // Our guard already checked Host and Origin before authentication; rmcp's
@@ -208,7 +283,27 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
             StreamableHttpService::new(factory, Arc::new(NeverSessionManager::default()), config),
         )
     };
-    let mcp = mcp.layer(middleware::from_fn_with_state(guard, guard_layer));
+    let mcp = mcp.layer(middleware::from_fn_with_state(guard.clone(), guard_layer));
+    let mut well_known = Router::new();
+    if let Some(doc) = prm_doc {
+        for path in &prm_paths {
+            let doc = doc.clone();
+            well_known = well_known.route(
+                path,
+                get(move || async move {
+                    (
+                        StatusCode::OK,
+                        [
+                            (header::CONTENT_TYPE, "application/json"),
+                            (header::CACHE_CONTROL, "max-age=300"),
+                        ],
+                        doc,
+                    )
+                }),
+            );
+        }
+        well_known = well_known.layer(middleware::from_fn_with_state(guard, origin_layer));
+    }
 
     let health_drain = drain.clone();
     let router = Router::new()
@@ -228,6 +323,7 @@ pub fn build(state: Arc<AppState>, settings: &HttpSettings) -> HttpApp {
             }),
         )
         .merge(mcp)
+        .merge(well_known)
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
     HttpApp { router, drain }
 }
@@ -331,11 +427,90 @@ impl Guard {
         })
     }
 
-    fn authorized(&self, req: &Request) -> bool {
-        if self.token_hashes.is_empty() {
-            return true;
+    /// Who the request authenticates as, or the refusal to send.
+    /// (`Request` is not `Sync`: what is needed is taken from it first.)
+    async fn authenticate(&self, in_query: bool, token: Option<String>) -> Result<Authn, Response> {
+        if self.token_hashes.is_empty() && self.oauth.is_none() {
+            return Ok(Authn::Open);
         }
-        let presented = sha(bearer(req).unwrap_or_default().as_bytes());
+        if in_query {
+            return Err(self.unauthorized(Some((
+                "invalid_request",
+                "access tokens are not accepted in the query string; send them in the \
+                 Authorization header",
+            ))));
+        }
+        let token = token.as_deref();
+        if let Some(t) = token
+            && self.static_token(t)
+        {
+            return Ok(Authn::Static);
+        }
+        let Some(oauth) = &self.oauth else {
+            return Err(self.unauthorized(None));
+        };
+        let Some(token) = token.filter(|t| !t.is_empty()) else {
+            return Err(self.unauthorized(None));
+        };
+        match oauth.server.verify(token).await {
+            Ok(p) => Ok(Authn::User(p)),
+            Err(Rejection::Invalid(why)) => {
+                tracing::info!("refused an access token: {why}");
+                Err(self.unauthorized(Some(("invalid_token", why))))
+            }
+            Err(Rejection::InsufficientScope) => Err(self.insufficient_scope(oauth)),
+        }
+    }
+
+    /// The 401 answer, with the challenge that leads a client to sign in.
+    fn unauthorized(&self, error: Option<(&str, &str)>) -> Response {
+        let Some(oauth) = &self.oauth else {
+            let mut r = plain(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized: send 'Authorization: Bearer <token>' with a token from HEYGEN_MCP_AUTH_TOKEN",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="heygen-video-mcp""#),
+            );
+            return r;
+        };
+        let mut challenge = String::from("Bearer ");
+        let mut text = "Unauthorized: sign in with OAuth (see the resource metadata) and send \
+                        'Authorization: Bearer <access token>'"
+            .to_string();
+        if let Some((code, description)) = error {
+            challenge.push_str(&format!(
+                r#"error="{code}", error_description="{description}", "#
+            ));
+            text = format!("Unauthorized: {description}");
+        }
+        challenge.push_str(&format!(r#"resource_metadata="{}""#, oauth.metadata_url));
+        let scopes = oauth.server.scopes().join(" ");
+        if !scopes.is_empty() {
+            challenge.push_str(&format!(r#", scope="{scopes}""#));
+        }
+        challenged(StatusCode::UNAUTHORIZED, &text, &challenge)
+    }
+
+    fn insufficient_scope(&self, oauth: &OAuth) -> Response {
+        let scopes = oauth.server.scopes().join(" ");
+        let challenge = format!(
+            r#"Bearer error="insufficient_scope", scope="{scopes}", resource_metadata="{}", error_description="the access token lacks a required scope""#,
+            oauth.metadata_url
+        );
+        challenged(
+            StatusCode::FORBIDDEN,
+            &format!("Forbidden: the access token lacks a required scope (needed: {scopes})"),
+            &challenge,
+        )
+    }
+
+    fn static_token(&self, token: &str) -> bool {
+        if self.token_hashes.is_empty() {
+            return false;
+        }
+        let presented = sha(token.as_bytes());
         // Compare against every token without short-circuiting.
         let mut ok = 0u8;
         for expected in &self.token_hashes {
@@ -348,10 +523,14 @@ impl Guard {
         ok == 1
     }
 
-    /// The identity that owns sessions: the authenticated token (none when
-    /// authentication is off) and, with caller keys, the caller's upstream key.
+    /// The identity that owns sessions: the signed-in user, else the
+    /// authenticated token (none when authentication is off), and, with
+    /// caller keys, the caller's upstream key.
     fn caller(&self, req: &Request) -> CallerId {
-        let token = if self.token_hashes.is_empty() {
+        let user = req.extensions().get::<Principal>().map(Principal::tenant);
+        let token = if let Some(user) = &user {
+            Some(user.as_str())
+        } else if self.token_hashes.is_empty() && self.oauth.is_none() {
             None
         } else {
             bearer(req)
@@ -367,6 +546,22 @@ impl Guard {
         };
         CallerId::new(token, key)
     }
+}
+
+/// Whether the query string carries an `access_token` (RFC 6750 §2.3),
+/// which this server refuses: URLs end up in logs and histories.
+fn token_in_query(req: &Request) -> bool {
+    req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token")
+    })
+}
+
+fn challenged(status: StatusCode, text: &str, challenge: &str) -> Response {
+    let mut r = plain(status, text);
+    if let Ok(v) = HeaderValue::from_str(challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -455,7 +650,16 @@ fn initialize_id(body: &[u8]) -> Option<serde_json::Value> {
     (peek.method.as_deref() == Some("initialize")).then_some(peek.id)
 }
 
-async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+/// Host and Origin checks alone, for the metadata endpoints.
+async fn origin_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
+    match check_host_origin(&guard, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    }
+}
+
+/// Steps 1 and 2 of the guard: the refusal, if any.
+fn check_host_origin(guard: &Guard, req: &Request) -> Option<Response> {
     // 1. Host (DNS rebinding). HTTP/2 carries it in the URI authority.
     let host = req
         .headers()
@@ -467,10 +671,10 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) 
         Some(h) if guard.host_allowed(&h) => {}
         _ => {
             tracing::warn!("refused a request with a Host header that is not allowed");
-            return plain(
+            return Some(plain(
                 StatusCode::FORBIDDEN,
                 "Forbidden: Host header is not allowed (add it with --allowed-host)",
-            );
+            ));
         }
     }
     // 2. Origin (browsers): present and not allowed → 403.
@@ -481,27 +685,31 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) 
             .unwrap_or(false);
         if !ok {
             tracing::warn!("refused a request with an Origin that is not allowed");
-            return plain(
+            return Some(plain(
                 StatusCode::FORBIDDEN,
                 "Forbidden: Origin is not allowed (add it with --allowed-origin)",
-            );
+            ));
         }
     }
-    // 3. Caller authentication.
-    let authorized = guard.authorized(&req);
-    if authorized && let Some(mark) = req.extensions().get::<ConnMark>() {
-        mark.authenticated();
+    None
+}
+
+async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Response {
+    if let Some(refused) = check_host_origin(&guard, &req) {
+        return refused;
     }
-    if !authorized {
-        let mut r = plain(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized: send 'Authorization: Bearer <token>' with a token from HEYGEN_MCP_AUTH_TOKEN",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(r#"Bearer realm="heygen-video-mcp""#),
-        );
-        return r;
+    // 3. Caller authentication; a signed-in user rides along to the tools.
+    let (in_query, token) = (token_in_query(&req), bearer(&req).map(str::to_string));
+    match guard.authenticate(in_query, token).await {
+        Ok(authn) => {
+            if let Some(mark) = req.extensions().get::<ConnMark>() {
+                mark.authenticated();
+            }
+            if let Authn::User(p) = authn {
+                req.extensions_mut().insert(p);
+            }
+        }
+        Err(refused) => return refused,
     }
     // 4. Body limit, early when the size is declared (rmcp also enforces it while reading).
     if let Some(len) = req
@@ -643,9 +851,36 @@ pub async fn serve(
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let app = build(state, &settings);
+    let oauth = match &settings.oauth {
+        None => None,
+        Some(o) => {
+            let resource = match &o.public_url {
+                Some(u) => u.clone(),
+                None => url::Url::parse(&format!("http://{addr}/mcp"))
+                    .map_err(|e| format!("could not form the public URL: {e}"))?,
+            };
+            let found = tokio::time::timeout(
+                Duration::from_secs(20),
+                ResourceServer::discover(o, &resource),
+            )
+            .await
+            .map_err(|_| {
+                format!(
+                    "the OAuth issuer {} did not answer within 20 s; check HEYGEN_OAUTH_ISSUER",
+                    o.issuer
+                )
+            })??;
+            tracing::info!(
+                issuer = found.issuer(),
+                resource = found.resource(),
+                "OAuth sign-in is on"
+            );
+            Some(Arc::new(found))
+        }
+    };
+    let app = build_with_oauth(state, &settings, oauth);
     eprintln!("listening on http://{addr}/mcp");
-    if settings.auth_tokens.is_empty() {
+    if settings.auth_tokens.is_empty() && settings.oauth.is_none() {
         tracing::info!("caller authentication is off (loopback only)");
     }
     tracing::info!(
@@ -690,6 +925,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             caller_keys: false,
             sessions: None,
+            oauth: None,
         }
     }
 

@@ -2,5 +2,6 @@
 
 pub mod connections;
 pub mod http;
+pub mod oauth;
 pub mod sessions;
 pub mod stdio;
