@@ -7,14 +7,14 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 
 use crate::{
+    downloads::{DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TENANT_MAX_BYTES, DEFAULT_TENANT_MAX_FILES},
     gateway::{ApiKey, GatewayConfig, RetryPolicy},
     ledger::LedgerChoice,
 };
+pub use crate::{net::is_loopback_host, tools::CallerKeys, tools::ToolSettings};
 
 pub const DEFAULT_API_BASE: &str = "https://api.aihubmax.com";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
-/// Default cap of one saved video: 2 GiB.
-pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// The smallest allowed cap of a server-side wait (clients with longer
 /// timeouts than 60 s may use it all).
 pub const MIN_MAX_WAIT_SECS: f64 = 60.0;
@@ -329,7 +329,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "HEYGEN_TENANT_DOWNLOAD_MAX_FILES",
-        default_value_t = crate::tools::download::DEFAULT_TENANT_MAX_FILES,
+        default_value_t = DEFAULT_TENANT_MAX_FILES,
         value_name = "N"
     )]
     pub tenant_download_max_files: usize,
@@ -338,7 +338,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "HEYGEN_TENANT_DOWNLOAD_MAX_BYTES",
-        default_value_t = crate::tools::download::DEFAULT_TENANT_MAX_BYTES,
+        default_value_t = DEFAULT_TENANT_MAX_BYTES,
         value_name = "BYTES"
     )]
     pub tenant_download_max_bytes: u64,
@@ -366,39 +366,6 @@ pub struct Settings {
     pub ledger: LedgerChoice,
     /// Problems worth a warning at start (never fatal).
     pub warnings: Vec<String>,
-}
-
-/// How callers over HTTP may supply their own upstream key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CallerKeys {
-    /// Only the server's key is used.
-    #[default]
-    Off,
-    /// A caller's `X-HeyGen-Api-Key` wins; otherwise the server's key.
-    Optional,
-    /// Every caller must send `X-HeyGen-Api-Key`.
-    Required,
-}
-
-/// Validated settings of the bounded wait, progress and downloads.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolSettings {
-    /// Where videos are saved: the configured folder, or on stdio the per-user
-    /// default; `None` means saving is off (HTTP without a configured folder).
-    pub download_dir: Option<PathBuf>,
-    /// Whether the folder was configured explicitly (not the stdio default).
-    pub download_dir_configured: bool,
-    pub auto_download: bool,
-    pub max_wait: Duration,
-    pub poll_interval: Duration,
-    pub progress_heartbeat: Duration,
-    pub download_deadline: Duration,
-    pub max_download_bytes: u64,
-    /// Identical creates without an idempotency key within this window are one.
-    pub dedupe_window: Duration,
-    /// HTTP: per-caller limits of the download folder.
-    pub tenant_download_max_files: usize,
-    pub tenant_download_max_bytes: u64,
 }
 
 /// HTTP settings. `Debug` shows how many caller tokens there are, never them.
@@ -777,7 +744,8 @@ impl Cli {
                 Some(d) => Ok(LedgerChoice::File(d.join(LEDGER_FILE))),
                 None => {
                     warnings.push(
-                        "no data folder (HOME / XDG_DATA_HOME unset): running without a video                          ledger; set HEYGEN_LEDGER to a file path to keep one"
+                        "no data folder (HOME / XDG_DATA_HOME unset): running without a video ledger; \
+                         set HEYGEN_LEDGER to a file path to keep one"
                             .into(),
                     );
                     Ok(LedgerChoice::Off)
@@ -939,14 +907,6 @@ pub fn normalize_api_base(raw: &str, warnings: &mut Vec<String>) -> Result<Strin
         base = stripped.to_string();
     }
     Ok(base)
-}
-
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
 }
 
 /// The per-user data folder of the server (`$XDG_DATA_HOME/heygen-video-mcp`,

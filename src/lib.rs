@@ -5,8 +5,10 @@
 
 pub mod check;
 pub mod config;
+pub mod downloads;
 pub mod gateway;
 pub mod ledger;
+pub mod net;
 pub mod server;
 pub mod simulator;
 pub mod tools;

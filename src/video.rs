@@ -1,6 +1,9 @@
 //! Domain types every layer may use; no I/O, no wire formats, no MCP.
 
-use serde::Serialize;
+use std::time::SystemTime;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// The quota an unlimited New-API key reports as its total (1e8).
 pub const UNLIMITED_QUOTA: f64 = 100_000_000.0;
@@ -50,6 +53,70 @@ impl Credits {
         }
         let left = self.remaining?;
         Some((left.max(0.0) / price + 1e-9).floor() as u64)
+    }
+}
+
+/// Where a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum VideoStatus {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+    /// An upstream status this server does not know; treated as still running.
+    Unknown,
+}
+
+impl VideoStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VideoStatus::Pending => "pending",
+            VideoStatus::Processing => "processing",
+            VideoStatus::Completed => "completed",
+            VideoStatus::Failed => "failed",
+            VideoStatus::Cancelled => "cancelled",
+            VideoStatus::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            VideoStatus::Completed | VideoStatus::Failed | VideoStatus::Cancelled
+        )
+    }
+}
+
+/// Why a task failed, as the upstream reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(inline)] // no "$ref" in outputSchema: some clients cannot resolve it
+pub struct TaskErrorView {
+    /// Upstream error code.
+    pub code: Option<String>,
+    /// Upstream error message.
+    pub message: String,
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// `2200 bytes`, `1.5 MiB`: a size for the text summary.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let f = n as f64;
+    if f < KIB {
+        format!("{n} bytes")
+    } else if f < KIB * KIB {
+        format!("{:.1} KiB, {n} bytes", f / KIB)
+    } else if f < KIB * KIB * KIB {
+        format!("{:.1} MiB, {n} bytes", f / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB, {n} bytes", f / (KIB * KIB * KIB))
     }
 }
 

@@ -477,12 +477,7 @@ async fn shutdown_lets_an_in_flight_call_finish_and_refuses_new_work() {
     let server = start(settings(|_| {}), Some(SERVER_KEY)).await;
     let client = modern_client(server.url(), None, &[]).await;
     let slow = tokio::spawn(async move {
-        let r = call(
-            &client,
-            "create_video",
-            json!({"prompt": "slow [slow:1.5]"}),
-        )
-        .await;
+        let r = call(&client, "create_video", json!({"prompt": "slow [slow:3]"})).await;
         (r, client)
     });
     // Wait until the call is in flight, then start draining.
@@ -502,17 +497,34 @@ async fn shutdown_lets_an_in_flight_call_finish_and_refuses_new_work() {
     while !drain.is_draining() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // New work is refused while draining (the listener may already be closed).
-    let late = reqwest::Client::new()
-        .post(format!("http://{addr}/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(create_call_body())
-        .send()
-        .await;
-    if let Ok(resp) = late {
-        assert_eq!(resp.status(), 503);
-    }
+    // New work is refused while draining: the listener stays open until the
+    // drain ends (the slow call is still running), so the late request gets
+    // a clear 503 with a retry hint, not a connection error.
+    let late = tokio::time::timeout(
+        Duration::from_secs(10),
+        reqwest::Client::new()
+            .post(format!("http://{addr}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(create_call_body())
+            .send(),
+    )
+    .await
+    .expect("the late request is answered in time")
+    .expect("the listener is still open while the in-flight call runs");
+    assert!(
+        drain.in_flight() > 0,
+        "the slow call ended before the late request was answered; the check proves nothing"
+    );
+    assert_eq!(late.status(), 503);
+    assert_eq!(
+        late.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let why = late.text().await.unwrap();
+    assert!(why.contains("shutting down"), "{why}");
     let (r, _client) = slow.await.unwrap();
     assert_eq!(
         r.is_error,

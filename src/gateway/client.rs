@@ -159,7 +159,7 @@ impl GatewayClient {
                 // A loopback upstream (the simulator, a local gateway) is never proxied.
                 let loopback = url::Url::parse(&self.config.base_url)
                     .ok()
-                    .and_then(|u| u.host_str().map(crate::config::is_loopback_host))
+                    .and_then(|u| u.host_str().map(crate::net::is_loopback_host))
                     .unwrap_or(false);
                 if loopback {
                     builder = builder.no_proxy();

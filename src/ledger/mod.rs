@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     gateway::CreateVideoRequest,
-    tools::view::{TaskErrorView, VideoStatus, VideoTask, rfc3339},
+    tools::view::VideoTask,
+    video::{TaskErrorView, VideoStatus, rfc3339},
 };
 
 pub use sqlite::SqliteLedger;

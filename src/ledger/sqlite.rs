@@ -28,7 +28,10 @@ use super::{
     Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordState,
     Settle, now_ms, parse_time,
 };
-use crate::tools::view::{TaskErrorView, VideoStatus, VideoTask};
+use crate::{
+    tools::view::VideoTask,
+    video::{TaskErrorView, VideoStatus},
+};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

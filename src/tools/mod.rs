@@ -27,7 +27,7 @@ use rmcp::{
 };
 
 use crate::{
-    config::{CallerKeys, DEFAULT_MAX_DOWNLOAD_BYTES, ToolSettings},
+    downloads::{DEFAULT_MAX_DOWNLOAD_BYTES, TenantQuota},
     gateway::{ApiKey, GatewayClient, GatewayError},
     ledger::Ledger,
 };
@@ -39,6 +39,39 @@ pub use view::{VideoStatus, VideoTask};
 
 /// Header in which an HTTP caller may bring its own upstream key.
 pub const CALLER_KEY_HEADER: &str = "x-heygen-api-key";
+
+/// How callers over HTTP may supply their own upstream key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CallerKeys {
+    /// Only the server's key is used.
+    #[default]
+    Off,
+    /// A caller's `X-HeyGen-Api-Key` wins; otherwise the server's key.
+    Optional,
+    /// Every caller must send `X-HeyGen-Api-Key`.
+    Required,
+}
+
+/// Validated settings of the bounded wait, progress and downloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSettings {
+    /// Where videos are saved: the configured folder, or on stdio the per-user
+    /// default; `None` means saving is off (HTTP without a configured folder).
+    pub download_dir: Option<PathBuf>,
+    /// Whether the folder was configured explicitly (not the stdio default).
+    pub download_dir_configured: bool,
+    pub auto_download: bool,
+    pub max_wait: Duration,
+    pub poll_interval: Duration,
+    pub progress_heartbeat: Duration,
+    pub download_deadline: Duration,
+    pub max_download_bytes: u64,
+    /// Identical creates without an idempotency key within this window are one.
+    pub dedupe_window: Duration,
+    /// HTTP: per-caller limits of the download folder.
+    pub tenant_download_max_files: usize,
+    pub tenant_download_max_bytes: u64,
+}
 
 /// Options that shape the tools' behaviour.
 #[derive(Debug, Clone)]
@@ -117,7 +150,7 @@ impl ToolOptions {
             download_deadline: tools.download_deadline,
             max_download_bytes: tools.max_download_bytes,
             dedupe_window: tools.dedupe_window,
-            downloads: download::Downloads::with_tenant_quota(download::TenantQuota {
+            downloads: Downloads::with_tenant_quota(TenantQuota {
                 max_files: tools.tenant_download_max_files,
                 max_bytes: tools.tenant_download_max_bytes,
             }),

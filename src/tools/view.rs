@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::{TaskObject, TaskStatus};
+pub use crate::video::{TaskErrorView, VideoStatus, human_bytes, rfc3339};
 
 /// How next steps offer a server-side wait: opt-in, because many clients end
 /// a tool call after a few seconds (the OpenAI Agents SDK after 5 s).
@@ -18,20 +19,7 @@ pub const WAIT_HINT: &str = "or pass wait_seconds, up to 45, to wait on the serv
 /// Result links live 24 h after the task was created (UPSTREAM.md).
 pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(inline)]
-pub enum VideoStatus {
-    Pending,
-    Processing,
-    Completed,
-    Failed,
-    Cancelled,
-    /// An upstream status this server does not know; treated as still running.
-    Unknown,
-}
-
+/// The status of an upstream task in domain terms.
 impl VideoStatus {
     pub fn from_upstream(s: &TaskStatus) -> Self {
         match s {
@@ -43,34 +31,6 @@ impl VideoStatus {
             TaskStatus::Other(_) => VideoStatus::Unknown,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VideoStatus::Pending => "pending",
-            VideoStatus::Processing => "processing",
-            VideoStatus::Completed => "completed",
-            VideoStatus::Failed => "failed",
-            VideoStatus::Cancelled => "cancelled",
-            VideoStatus::Unknown => "unknown",
-        }
-    }
-
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            VideoStatus::Completed | VideoStatus::Failed | VideoStatus::Cancelled
-        )
-    }
-}
-
-/// Why a task failed, as the upstream reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[schemars(inline)] // no "$ref" in outputSchema: some clients cannot resolve it
-pub struct TaskErrorView {
-    /// Upstream error code.
-    pub code: Option<String>,
-    /// Upstream error message.
-    pub message: String,
 }
 
 /// A HeyGen Video Agent task as this server reports it.
@@ -117,10 +77,6 @@ pub struct VideoTask {
     /// The links expired: only a saved copy remains.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links_expired: Option<bool>,
-}
-
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn unix(secs: i64) -> Option<SystemTime> {
@@ -339,21 +295,6 @@ pub fn structured_result<T: Serialize>(text: String, value: &T) -> CallToolResul
 /// An error result: text only, `isError: true`.
 pub fn error_result(text: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(text.into())])
-}
-
-/// `2200 bytes`, `1.5 MiB`: a size for the text summary.
-pub fn human_bytes(n: u64) -> String {
-    const KIB: f64 = 1024.0;
-    let f = n as f64;
-    if f < KIB {
-        format!("{n} bytes")
-    } else if f < KIB * KIB {
-        format!("{:.1} KiB, {n} bytes", f / KIB)
-    } else if f < KIB * KIB * KIB {
-        format!("{:.1} MiB, {n} bytes", f / (KIB * KIB))
-    } else {
-        format!("{:.2} GiB, {n} bytes", f / (KIB * KIB * KIB))
-    }
 }
 
 pub fn human_duration(d: Duration) -> String {
