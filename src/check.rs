@@ -131,6 +131,26 @@ pub async fn run(settings: &Settings) -> Report {
             ok: true,
             text: "temporary (simulator)".into(),
         },
+        LedgerChoice::Postgres(url) => {
+            match crate::ledger::PostgresLedger::open(url.clone())
+                .ping()
+                .await
+            {
+                Ok(()) => Line {
+                    label: "ledger",
+                    ok: true,
+                    text: format!("PostgreSQL {url} answers and its schema is in place"),
+                },
+                Err(e) => Line {
+                    label: "ledger",
+                    ok: false,
+                    text: format!(
+                        "PostgreSQL {url} cannot be used ({e}): check that the database runs and \
+                         the URL in HEYGEN_LEDGER is right"
+                    ),
+                },
+            }
+        }
         LedgerChoice::File(path) => match writable_ledger(path.clone()).await {
             Ok(()) => Line {
                 label: "ledger",

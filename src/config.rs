@@ -303,8 +303,10 @@ pub struct Cli {
 
     /// The video ledger: a SQLite file that remembers the videos made through
     /// this server (list_videos) and protects against paying twice. Default:
-    /// <data folder>/ledger.sqlite3. Several server processes may share it.
-    #[arg(long, env = "HEYGEN_LEDGER", value_name = "PATH")]
+    /// <data folder>/ledger.sqlite3. Several server processes may share it. A
+    /// postgres:// (or postgresql://) URL keeps it in PostgreSQL instead, shared
+    /// by several replicas (sslmode=require for TLS).
+    #[arg(long, env = "HEYGEN_LEDGER", value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
 
     /// Keep no ledger: list_videos has no history, and repeated creates are only
@@ -730,11 +732,21 @@ impl Cli {
             return Ok(LedgerChoice::Memory);
         }
         match &self.ledger {
+            Some(p)
+                if p.to_str()
+                    .is_some_and(crate::ledger::postgres::is_postgres_url) =>
+            {
+                let url = p.to_str().unwrap_or_default();
+                crate::ledger::PostgresUrl::parse(url)
+                    .map(LedgerChoice::Postgres)
+                    .map_err(|e| format!("--ledger / HEYGEN_LEDGER: {e}"))
+            }
             Some(p) if !p.as_os_str().is_empty() => {
                 let p = expand_home(p, home_dir());
                 if p.is_relative() {
                     return Err(format!(
-                        "--ledger / HEYGEN_LEDGER must be an absolute file path, got {}",
+                        "--ledger / HEYGEN_LEDGER must be an absolute file path or a \
+                         postgres:// URL, got {}",
                         p.display()
                     ));
                 }
@@ -1234,6 +1246,24 @@ mod tests {
             LedgerChoice::Memory
         );
         assert!(choice(&["--ledger", "l.db"], &mut w).is_err());
+        for url in [
+            "postgres://app:pw@db.example.com/heygen",
+            "postgresql://app@db.example.com:6432/heygen?sslmode=require",
+        ] {
+            match choice(&["--ledger", url], &mut w).unwrap() {
+                LedgerChoice::Postgres(u) => assert!(!u.redacted().contains(":pw@")),
+                other => panic!("{other:?}"),
+            }
+        }
+        let bad = choice(
+            &["--ledger", "postgres://app:pw@db/x?sslmode=sometimes"],
+            &mut w,
+        )
+        .unwrap_err();
+        assert!(
+            bad.contains("HEYGEN_LEDGER") && !bad.contains(":pw@"),
+            "{bad}"
+        );
         assert!(w.is_empty());
         assert_eq!(
             parse(&[]).ledger_choice(None, &mut w).unwrap(),

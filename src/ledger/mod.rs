@@ -6,9 +6,13 @@
 //! SQLite file ([`sqlite::SqliteLedger`]) for multi-replica hosting. Every row
 //! and every lookup is scoped by a tenant: a hash of the upstream key
 //! ([`crate::gateway::ApiKey::fingerprint`]), never the key itself
-//! (DESIGN.md §8 "Ledger and tenants"). The ledger is an optimisation and a
-//! convenience: when it cannot be used, video creation goes on without it.
+//! (DESIGN.md §8 "Ledger and tenants"). The embedded ledger is an
+//! optimisation and a convenience: when it cannot be used, video creation goes
+//! on without it. A shared store ([`postgres::PostgresLedger`], configured for
+//! several replicas) is required instead: a create whose claim it could not
+//! record is refused ([`Ledger::shared`]).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::{
@@ -27,6 +31,7 @@ use crate::{
     video::{TaskErrorView, VideoStatus, rfc3339},
 };
 
+pub use postgres::{PostgresLedger, PostgresUrl};
 pub use sqlite::SqliteLedger;
 
 /// An idempotency key is honoured this long after its first use.
@@ -49,6 +54,8 @@ pub enum LedgerChoice {
     Memory,
     /// A SQLite file shared by every server process of the user.
     File(PathBuf),
+    /// A PostgreSQL database shared by every replica.
+    Postgres(PostgresUrl),
 }
 
 /// Why a ledger operation did not happen; the caller carries on without it.
@@ -349,15 +356,24 @@ pub trait Ledger: Send + Sync + fmt::Debug {
 
     /// Where the ledger lives, for messages ("/home/u/.local/share/…", "memory").
     fn describe(&self) -> String;
+
+    /// Whether this is a shared store that several replicas rely on: then no
+    /// create is sent whose claim could not be recorded (with the embedded
+    /// file, creation goes on without the ledger).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
-/// Builds the configured ledger. Opening is lazy and happens on the ledger's
-/// own thread, so start-up does not wait for the file.
+/// Builds the configured ledger. Opening is lazy (the SQLite file on the
+/// ledger's own thread, PostgreSQL connections at first use), so start-up
+/// does not wait for it.
 pub fn open(choice: &LedgerChoice) -> Option<Arc<dyn Ledger>> {
     match choice {
         LedgerChoice::Off => None,
         LedgerChoice::Memory => Some(Arc::new(SqliteLedger::in_memory())),
         LedgerChoice::File(path) => Some(Arc::new(SqliteLedger::open(path.clone()))),
+        LedgerChoice::Postgres(url) => Some(Arc::new(PostgresLedger::open(url.clone()))),
     }
 }
 

@@ -236,6 +236,16 @@ fn slot_of(id: &CreateIdentity) -> String {
     }
 }
 
+/// Why a create was refused when the shared ledger could not record it.
+fn shared_ledger_down_text(e: &crate::ledger::LedgerError) -> String {
+    format!(
+        "The video was not created: the shared video ledger could not record this create ({e}). \
+         Nothing was sent to the video service and nothing was charged. Try the same \
+         create_video call again in a moment; if this persists, the server's database needs \
+         attention (an operator can run heygen-video-mcp --check)."
+    )
+}
+
 /// "42 s", "3 min", "2 h 5 min".
 fn ago(d: Duration) -> String {
     if d < Duration::from_secs(60) {
@@ -408,6 +418,12 @@ impl VideoServer {
                             return Err(error_result(IN_PROGRESS));
                         }
                         tokio::time::sleep(INFLIGHT_POLL).await;
+                    }
+                    // A shared store that cannot record the claim: another
+                    // replica could not see this create, so it is not sent.
+                    Err(e) if ledger.shared() => {
+                        tracing::warn!("create refused: the shared ledger is unavailable: {e}");
+                        return Err(error_result(shared_ledger_down_text(&e)));
                     }
                     Err(e) => {
                         tracing::debug!("creating without the ledger: {e}");

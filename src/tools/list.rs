@@ -390,11 +390,23 @@ impl VideoServer {
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
         let tenant = key.tenant();
+        // A shared store being down is an error (it should be there); the
+        // embedded file being unusable only means no history.
         let unavailable = |e: LedgerError| {
-            disabled(&format!(
-                "the video ledger ({}) cannot be used right now ({e}; the server's log says more)",
-                ledger.describe()
-            ))
+            if ledger.shared() {
+                Err(error_result(format!(
+                    "The video list is unavailable right now: the shared video ledger ({}) could \
+                     not be reached ({e}). Try again in a moment; get_video_status works with a \
+                     task_id you know.",
+                    ledger.describe()
+                )))
+            } else {
+                Ok(disabled(&format!(
+                    "the video ledger ({}) cannot be used right now ({e}; the server's log says \
+                     more)",
+                    ledger.describe()
+                )))
+            }
         };
 
         let mut notes = Vec::new();
@@ -409,7 +421,7 @@ impl VideoServer {
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return Ok(unavailable(e)),
+                Err(e) => return unavailable(e),
             };
             if running.len() > MAX_REFRESH {
                 notes.push(format!(
@@ -455,7 +467,7 @@ impl VideoServer {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Ok(unavailable(e)),
+            Err(e) => return unavailable(e),
         };
         let more = rows.len() > limit;
         rows.truncate(limit);
