@@ -312,6 +312,18 @@ pub struct Cli {
         value_name = "BYTES"
     )]
     pub tenant_download_max_bytes: u64,
+
+    /// Origins the inline video player may load videos from (its CSP
+    /// resourceDomains), e.g. https://cdn.example.com or https://*.example.com;
+    /// repeatable. Default: the API base's origin, https://*.heygen.ai and
+    /// https://*.heygen.com (plus the simulator's origin with --simulate).
+    #[arg(
+        long = "media-origin",
+        env = "HEYGEN_MEDIA_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub media_origins: Vec<String>,
 }
 
 /// What to do instead of serving.
@@ -369,6 +381,9 @@ pub struct ToolSettings {
     /// HTTP: per-caller limits of the download folder.
     pub tenant_download_max_files: usize,
     pub tenant_download_max_bytes: u64,
+    /// Origins the inline player may load videos from (validated; defaults
+    /// applied). With `--simulate` the simulator's origin is added at start.
+    pub media_origins: Vec<String>,
 }
 
 /// HTTP settings. `Debug` shows how many caller tokens there are, never them.
@@ -592,6 +607,13 @@ impl Cli {
             default_download_dir(home_dir(), default_data_dir()),
             &mut warnings,
         )?;
+        let configured = clean_list(&self.media_origins)
+            .iter()
+            .map(|o| crate::tools::player::normalize_media_origin(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--media-origin / HEYGEN_MEDIA_ORIGINS: {e}"))?;
+        let mut tools = tools;
+        tools.media_origins = crate::tools::player::media_origins(&configured, &gateway.base_url);
         let ledger = self.ledger_choice(default_data_dir(), &mut warnings)?;
 
         Ok(Settings {
@@ -709,6 +731,7 @@ impl Cli {
             dedupe_window,
             tenant_download_max_files: self.tenant_download_max_files,
             tenant_download_max_bytes: self.tenant_download_max_bytes,
+            media_origins: Vec::new(),
         })
     }
 }

@@ -56,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     AppState, VideoServer,
-    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, human_bytes, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, human_bytes},
 };
 use crate::gateway::{ApiKey, Operation};
 
@@ -1592,7 +1592,7 @@ impl VideoServer {
             ),
         };
         annotate(&mut view, &job, "download_video");
-        Ok(structured_result(view.summary(&headline), &view))
+        Ok(view.result(view.summary(&headline)))
     }
 }
 

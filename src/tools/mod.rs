@@ -8,6 +8,7 @@ pub mod download;
 pub mod files;
 pub mod idempotency;
 pub mod list;
+pub mod player;
 pub mod progress;
 pub mod schema;
 pub mod status;
@@ -75,6 +76,8 @@ pub struct ToolOptions {
     /// Creates in flight in this process, so identical concurrent calls
     /// collapse into one upstream create even without a ledger.
     pub creates: Creates,
+    /// Origins the inline player may load videos from (its CSP).
+    pub media_origins: Vec<String>,
 }
 
 impl Default for ToolOptions {
@@ -94,6 +97,7 @@ impl Default for ToolOptions {
             ledger: None,
             dedupe_window: Duration::from_secs(300),
             creates: Creates::default(),
+            media_origins: Vec::new(),
         }
     }
 }
@@ -112,6 +116,7 @@ impl ToolOptions {
             download_deadline: tools.download_deadline,
             max_download_bytes: tools.max_download_bytes,
             dedupe_window: tools.dedupe_window,
+            media_origins: tools.media_origins.clone(),
             downloads: download::Downloads::with_tenant_quota(download::TenantQuota {
                 max_files: tools.tenant_download_max_files,
                 max_bytes: tools.tenant_download_max_bytes,
@@ -194,6 +199,9 @@ pub fn router() -> &'static ToolRouter<VideoServer> {
             + VideoServer::list_router();
         for route in router.map.values_mut() {
             schema::make_portable(&mut route.attr);
+            if player::PLAYER_TOOLS.contains(&route.attr.name.as_ref()) {
+                route.attr.meta = Some(player::tool_meta());
+            }
         }
         router
     })
