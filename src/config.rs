@@ -344,6 +344,18 @@ pub struct Cli {
         value_name = "BYTES"
     )]
     pub tenant_download_max_bytes: u64,
+
+    /// Origins the inline video player may load videos from (its CSP
+    /// resourceDomains), e.g. https://cdn.example.com or https://*.example.com;
+    /// repeatable. Default: the API base's origin, https://*.heygen.ai and
+    /// https://*.heygen.com (plus the simulator's origin with --simulate).
+    #[arg(
+        long = "media-origin",
+        env = "HEYGEN_MEDIA_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub media_origins: Vec<String>,
 }
 
 /// What to do instead of serving.
@@ -628,6 +640,13 @@ impl Cli {
             default_download_dir(home_dir(), default_data_dir()),
             &mut warnings,
         )?;
+        let configured = clean_list(&self.media_origins)
+            .iter()
+            .map(|o| crate::tools::player::normalize_media_origin(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--media-origin / HEYGEN_MEDIA_ORIGINS: {e}"))?;
+        let mut tools = tools;
+        tools.media_origins = crate::tools::player::media_origins(&configured, &gateway.base_url);
         let ledger = self.ledger_choice(default_data_dir(), &mut warnings)?;
 
         Ok(Settings {
@@ -829,6 +848,7 @@ impl Cli {
             dedupe_window,
             tenant_download_max_files: self.tenant_download_max_files,
             tenant_download_max_bytes: self.tenant_download_max_bytes,
+            media_origins: Vec::new(),
         })
     }
 }

@@ -83,6 +83,12 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
         .await
         .map_err(|e| format!("the simulator could not start: {e}"))?;
         settings.gateway.base_url = sim.base_url();
+        // The inline player may load the simulator's sample video.
+        if let Some(origin) = heygen_video_mcp::tools::player::origin_of(&sim.base_url())
+            && !settings.tools.media_origins.contains(&origin)
+        {
+            settings.tools.media_origins.push(origin);
+        }
         if settings.api_key.is_none() {
             settings.api_key = ApiKey::new("simulated-key");
         }

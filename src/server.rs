@@ -6,7 +6,7 @@ use rmcp::{
     tool_handler,
 };
 
-use crate::tools::{VideoServer, router};
+use crate::tools::{VideoServer, player, router};
 
 pub const SERVER_NAME: &str = "heygen-video-mcp";
 
@@ -37,12 +37,11 @@ impl ServerHandler for VideoServer {
         .with_instructions(INSTRUCTIONS)
     }
 
-    // There are no prompts or resources, but both capabilities are declared so
-    // that clients which list them regardless (Cline; the conformance suite's
-    // `caching` scenario) get empty lists (rmcp's defaults once declared)
-    // instead of "method not found": answering an undeclared method breaks
-    // "servers that support prompts MUST declare the prompts capability".
-    // Reads and gets then answer "not found" rather than "method not found".
+    // There are no prompts, but the capability is declared so that clients
+    // which list prompts regardless (Cline; the conformance suite's `caching`
+    // scenario) get an empty list instead of "method not found": answering an
+    // undeclared method breaks "servers that support prompts MUST declare the
+    // prompts capability". A get then answers "not found".
     fn get_prompt(
         &self,
         request: rmcp::model::GetPromptRequestParams,
@@ -58,15 +57,34 @@ impl ServerHandler for VideoServer {
         )))
     }
 
+    // The one resource is the inline video player (MCP Apps view), which
+    // create_video and get_video_status name in `_meta.ui.resourceUri`.
+    fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> impl Future<Output = Result<rmcp::model::ListResourcesResult, rmcp::ErrorData>> + Send + '_
+    {
+        std::future::ready(Ok(rmcp::model::ListResourcesResult::with_all_items(vec![
+            player::resource(&self.state.options.media_origins),
+        ])))
+    }
+
     fn read_resource(
         &self,
         request: rmcp::model::ReadResourceRequestParams,
         _context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> impl Future<Output = Result<rmcp::model::ReadResourceResponse, rmcp::ErrorData>> + Send + '_
     {
+        if request.uri == player::PLAYER_URI {
+            return std::future::ready(Ok(player::read(&self.state.options.media_origins).into()));
+        }
         // -32002 on 2025-11-25; rmcp turns it into -32602 on 2026-07-28.
         std::future::ready(Err(rmcp::ErrorData::resource_not_found(
-            "resource not found: this server has no resources",
+            format!(
+                "resource not found: the only resource is {}",
+                player::PLAYER_URI
+            ),
             Some(serde_json::json!({ "uri": request.uri })),
         )))
     }

@@ -617,13 +617,15 @@ fn the_binary_drains_on_sigterm() {
 }
 
 #[tokio::test]
-async fn prompts_and_resources_are_declared_and_empty_on_both_revisions() {
+async fn prompts_are_empty_and_the_only_resource_is_the_player_on_both_revisions() {
     let server = start(settings(|_| {}), Some(SERVER_KEY)).await;
     let modern = modern_client(server.url(), None, &[]).await;
     let legacy = legacy_client(server.url(), None, &[]).await;
     for client in [&modern, &legacy] {
         assert!(client.list_all_prompts().await.unwrap().is_empty());
-        assert!(client.list_all_resources().await.unwrap().is_empty());
+        let resources = client.list_all_resources().await.unwrap();
+        assert_eq!(resources.len(), 1, "{resources:?}");
+        assert_eq!(resources[0].uri, "ui://heygen-video-mcp/player.html");
         let read = client
             .read_resource(rmcp::model::ReadResourceRequestParams::new(
                 "file:///etc/passwd",

@@ -1,5 +1,5 @@
 //! `tools/list` as clients receive it on the wire: committed snapshots per
-//! tool (name, title, description, annotations, inputSchema, outputSchema),
+//! tool (name, title, description, annotations, inputSchema, outputSchema, _meta),
 //! structural rules every client can digest (no `$ref`, inline enums, the
 //! documented limits), and the same list on both protocol revisions.
 //!
@@ -39,14 +39,19 @@ fn find<'a>(tools: &'a [Value], name: &str) -> &'a Value {
 
 /// The reviewed part of a tool definition.
 fn snapshot_view(tool: &Value) -> Value {
-    json!({
+    let mut view = json!({
         "name": tool["name"],
         "title": tool.get("title").cloned().unwrap_or(Value::Null),
         "description": tool["description"],
         "annotations": tool["annotations"],
         "inputSchema": tool["inputSchema"],
         "outputSchema": tool.get("outputSchema").cloned().unwrap_or(Value::Null),
-    })
+    });
+    // `_meta` (the inline player's resourceUri) only where a tool has one.
+    if let Some(meta) = tool.get("_meta") {
+        view["_meta"] = meta.clone();
+    }
+    view
 }
 
 /// Every JSON pointer under `v` at which an object has key `key`.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     VideoServer,
-    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, human_bytes, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, human_bytes},
 };
 pub use crate::downloads::{Downloads, TenantQuota};
 use crate::{
@@ -375,6 +375,6 @@ impl VideoServer {
             ),
         };
         annotate(&mut view, &job, "download_video");
-        Ok(structured_result(view.summary(&headline), &view))
+        Ok(view.result(view.summary(&headline)))
     }
 }

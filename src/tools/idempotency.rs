@@ -604,7 +604,7 @@ fn reused_result(
     if identity.idempotency_key.is_none() {
         text.push_str(&format!("\nnote: {SECOND_TAKE}"));
     }
-    super::view::structured_result(text, &view)
+    view.result(text)
 }
 
 fn concurrent_result(mut view: VideoTask, identity: &CreateIdentity) -> CallToolResult {
@@ -616,7 +616,7 @@ fn concurrent_result(mut view: VideoTask, identity: &CreateIdentity) -> CallTool
     if identity.idempotency_key.is_none() {
         text.push_str(&format!("\nnote: {SECOND_TAKE}"));
     }
-    super::view::structured_result(text, &view)
+    view.result(text)
 }
 
 fn when(record: &LedgerRecord) -> String {

@@ -9,6 +9,7 @@ pub mod download;
 pub mod files;
 pub mod idempotency;
 pub mod list;
+pub mod player;
 pub mod progress;
 pub mod schema;
 pub mod status;
@@ -71,6 +72,9 @@ pub struct ToolSettings {
     /// HTTP: per-caller limits of the download folder.
     pub tenant_download_max_files: usize,
     pub tenant_download_max_bytes: u64,
+    /// Origins the inline player may load videos from (validated; defaults
+    /// applied). With `--simulate` the simulator's origin is added at start.
+    pub media_origins: Vec<String>,
 }
 
 /// Options that shape the tools' behaviour.
@@ -112,6 +116,8 @@ pub struct ToolOptions {
     pub creates: Creates,
     /// Videos a signed-in user may create per UTC day on the server's key.
     pub user_budget: UserBudget,
+    /// Origins the inline player may load videos from (its CSP).
+    pub media_origins: Vec<String>,
 }
 
 impl Default for ToolOptions {
@@ -132,6 +138,7 @@ impl Default for ToolOptions {
             dedupe_window: Duration::from_secs(300),
             creates: Creates::default(),
             user_budget: UserBudget::default(),
+            media_origins: Vec::new(),
         }
     }
 }
@@ -150,6 +157,7 @@ impl ToolOptions {
             download_deadline: tools.download_deadline,
             max_download_bytes: tools.max_download_bytes,
             dedupe_window: tools.dedupe_window,
+            media_origins: tools.media_origins.clone(),
             downloads: Downloads::with_tenant_quota(TenantQuota {
                 max_files: tools.tenant_download_max_files,
                 max_bytes: tools.tenant_download_max_bytes,
@@ -273,6 +281,9 @@ pub fn router() -> &'static ToolRouter<VideoServer> {
             + VideoServer::list_router();
         for route in router.map.values_mut() {
             schema::make_portable(&mut route.attr);
+            if player::PLAYER_TOOLS.contains(&route.attr.name.as_ref()) {
+                route.attr.meta = Some(player::tool_meta());
+            }
         }
         router
     })

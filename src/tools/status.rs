@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{
     VideoServer,
     progress::ProgressReporter,
-    view::{VideoStatus, VideoTask, WAIT_HINT, error_result, structured_result},
+    view::{VideoStatus, VideoTask, WAIT_HINT, error_result},
 };
 use crate::gateway::{ApiKey, Operation, validate_task_id};
 
@@ -239,7 +239,7 @@ impl VideoServer {
                 cap.as_secs()
             ));
         }
-        Ok(structured_result(text, &view))
+        Ok(view.result(text))
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -279,9 +279,47 @@ impl VideoTask {
     }
 
     /// A successful tool result: readable text plus `structuredContent`.
+    /// A completed video's links also come as `resource_link` items (after
+    /// the text), unless they expired.
     pub fn into_result(self, headline: &str) -> CallToolResult {
         let text = self.summary(headline);
-        structured_result(text, &self)
+        self.result(text)
+    }
+
+    /// A successful tool result with the given text, `structuredContent` and
+    /// the video's `resource_link`s (see [`Self::video_links`]).
+    pub fn result(&self, text: String) -> CallToolResult {
+        let mut result = structured_result(text, self);
+        result.content.extend(self.video_links());
+        result
+    }
+
+    /// One `resource_link` (`video/mp4`, its expiry in the description) per
+    /// video URL of a completed task whose links have not expired.
+    pub fn video_links(&self) -> Vec<ContentBlock> {
+        if self.status != VideoStatus::Completed || self.links_expired == Some(true) {
+            return Vec::new();
+        }
+        let many = self.video_urls.len() > 1;
+        self.video_urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| {
+                let name = if many {
+                    format!("{}-{}.mp4", self.task_id, i + 1)
+                } else {
+                    format!("{}.mp4", self.task_id)
+                };
+                ContentBlock::resource_link(
+                    Resource::new(url.clone(), name)
+                        .with_title("HeyGen video")
+                        .with_mime_type("video/mp4")
+                        .with_description(super::player::link_description(
+                            self.links_expire_at.as_deref(),
+                        )),
+                )
+            })
+            .collect()
     }
 }
 
