@@ -144,7 +144,12 @@ async fn open(url: &str) -> String {
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
     )
     .await;
-    assert!(n.status.is_success(), "initialized: {} {}", n.status, n.body);
+    assert!(
+        n.status.is_success(),
+        "initialized: {} {}",
+        n.status,
+        n.body
+    );
     session
 }
 
@@ -338,6 +343,10 @@ async fn a_batch_body_is_refused_clearly_and_the_session_goes_on() {
         json!({"jsonrpc": "2.0", "id": 22, "method": "ping"}),
     )
     .await;
-    assert!(ping.answer_to(&json!(22))["result"].is_object(), "{}", ping.body);
+    assert!(
+        ping.answer_to(&json!(22))["result"].is_object(),
+        "{}",
+        ping.body
+    );
     s.stop().await;
 }

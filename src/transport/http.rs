@@ -41,8 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::connections::{self, ConnMark, Limits};
 use super::sessions::{
-    Access, BoundSessionManager, CallRefusal, CallSlot, CallerId, SessionRefusal,
-    SessionRegistry, priming_bytes,
+    Access, BoundSessionManager, CallRefusal, CallSlot, CallerId, SessionRefusal, SessionRegistry,
+    priming_bytes,
 };
 use crate::{
     config::{CallerKeys, HttpSettings, is_loopback_host},
@@ -489,7 +489,10 @@ fn call_refused(refusal: CallRefusal, id: &RequestId) -> Response {
             )
         }
         CallRefusal::Full(limit) => {
-            tracing::warn!(limit, "refused a request: its session has the most requests in flight");
+            tracing::warn!(
+                limit,
+                "refused a request: its session has the most requests in flight"
+            );
             json_rpc_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 id,

@@ -415,7 +415,10 @@ impl Drop for Answering {
         // session itself ends, so this task is bounded by the session's life.
         runtime.spawn(async move {
             while let Some(m) = inner.next().await {
-                if m.message.as_deref().is_some_and(|msg| lease.answered_by(msg)) {
+                if m.message
+                    .as_deref()
+                    .is_some_and(|msg| lease.answered_by(msg))
+                {
                     break;
                 }
             }
