@@ -7,7 +7,9 @@
 //! token lacks a scope, see [`super::oauth`]), body limit (413), drain and concurrency bound (503), then the legacy
 //! session rules (see [`super::sessions`]): a session named by another caller
 //! is 404, an `initialize` past the session caps is 429 (this caller) or 503
-//! (the server), and a session's DELETE answers 204. Drain and the bound live
+//! (the server), a request reusing the id of one still in flight in its
+//! session is answered at once with a JSON-RPC error (HTTP 200), a batch (a
+//! JSON array) is 400, and a session's DELETE answers 204. Drain and the bound live
 //! here, not in tower layers, because a streamed (SSE) response outlives the
 //! handler future that tower sees (DESIGN.md §8).
 
@@ -30,6 +32,7 @@ use axum::{
     routing::get,
 };
 use futures::StreamExt;
+use rmcp::model::RequestId;
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::never::NeverSessionManager,
 };
@@ -40,7 +43,8 @@ use tokio_util::sync::CancellationToken;
 use super::connections::{self, ConnMark, Limits};
 use super::oauth::{Rejection, ResourceServer};
 use super::sessions::{
-    Access, BoundSessionManager, CallerId, SessionRefusal, SessionRegistry, priming_bytes,
+    Access, BoundSessionManager, CallRefusal, CallSlot, CallerId, SessionRefusal, SessionRegistry,
+    priming_bytes,
 };
 use crate::{
     config::{CallerKeys, HttpSettings, is_loopback_host},
@@ -148,6 +152,9 @@ struct Guard {
     sessions: Option<Arc<SessionRegistry>>,
     /// OAuth sign-in, when it is on.
     oauth: Option<OAuth>,
+    /// Most requests in flight in one legacy session (the concurrency bound:
+    /// only requests whose client went away while they run can add to it).
+    max_calls_per_session: usize,
 }
 
 struct OAuth {
@@ -254,6 +261,7 @@ pub fn build_with_oauth(
         caller_keys: settings.caller_keys != CallerKeys::Off,
         sessions: registry.clone(),
         oauth,
+        max_calls_per_session: settings.max_concurrent.max(1),
     });
 
     // Our guard already checked Host and Origin before authentication; rmcp's
@@ -633,6 +641,104 @@ fn session_refused(refusal: SessionRefusal, id: serde_json::Value, idle: Duratio
     r
 }
 
+/// A JSON-RPC error as an `application/json` answer.
+fn json_rpc_error(
+    status: StatusCode,
+    id: serde_json::Value,
+    code: i64,
+    message: String,
+    data: Option<serde_json::Value>,
+) -> Response {
+    let mut error = serde_json::json!({"code": code, "message": message});
+    if let Some(data) = data {
+        error["data"] = data;
+    }
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The answer to a request refused before it reached its session. A request
+/// is answered with one JSON object or an SSE stream (MCP Streamable HTTP,
+/// "Sending Messages to the Server"), so a duplicate id gets HTTP 200 and a
+/// JSON-RPC error the client routes to its request by id, like any answer.
+fn call_refused(refusal: CallRefusal, id: &RequestId) -> Response {
+    let shown = serde_json::to_string(id).unwrap_or_else(|_| id.to_string());
+    let id = serde_json::to_value(id).unwrap_or_default();
+    match refusal {
+        CallRefusal::Duplicate => {
+            tracing::warn!(%shown, "refused a request whose id is already in flight in its session");
+            json_rpc_error(
+                StatusCode::OK,
+                id,
+                -32600,
+                format!(
+                    "a request with id {shown} is already in flight in this session; wait for \
+                     its answer or use an id of its own"
+                ),
+                None,
+            )
+        }
+        CallRefusal::Full(limit) => {
+            tracing::warn!(
+                limit,
+                "refused a request: its session has the most requests in flight"
+            );
+            json_rpc_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                id,
+                -32000,
+                format!(
+                    "This session has {limit} requests in flight, the most it may have (requests \
+                     whose client went away count until they are answered). Wait for their \
+                     answers, then retry."
+                ),
+                Some(serde_json::json!({"reason": "in_flight_limit", "limit": limit})),
+            )
+        }
+    }
+}
+
+/// A JSON array body: a JSON-RPC batch, which no revision served here takes.
+fn is_batch(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// The answer to a batch body (HTTP 400; JSON-RPC Invalid Request, no id).
+fn batch_refused() -> Response {
+    json_rpc_error(
+        StatusCode::BAD_REQUEST,
+        serde_json::Value::Null,
+        -32600,
+        "JSON-RPC batches (a JSON array body) are not supported: MCP has no batches since \
+         2025-06-18. Send each request or notification in a POST of its own."
+            .to_string(),
+        None,
+    )
+}
+
+/// The id of a JSON-RPC request body (a message with a method and an id that
+/// rmcp can read); `None` for notifications, answers and anything else.
+fn request_id(body: &[u8]) -> Option<RequestId> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        id: Option<serde_json::Value>,
+        #[serde(default)]
+        method: Option<serde::de::IgnoredAny>,
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let peek: Peek = serde_json::from_slice(body).ok()?;
+    peek.method?;
+    serde_json::from_value(peek.id?).ok()
+}
+
 /// The id of a JSON-RPC `initialize` request body, if it is one.
 fn initialize_id(body: &[u8]) -> Option<serde_json::Value> {
     #[derive(serde::Deserialize)]
@@ -775,12 +881,13 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
             return r;
         }
     };
-    // 7. An `initialize` (a new legacy session) needs a free session slot.
+    // 7. With legacy sessions the body is read here: a batch is refused, an
+    //    `initialize` (a new session) needs a free session slot, and a
+    //    request in a session needs an id not in flight there.
     let mut reservation = None;
+    let mut call = None;
     let mut req = req;
-    if let Some(registry) = &guard.sessions
-        && !req.headers().contains_key(SESSION_HEADER)
-    {
+    if let Some(registry) = &guard.sessions {
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, guard.max_body).await {
             Ok(b) => b,
@@ -794,11 +901,30 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
                 );
             }
         };
-        if let Some(id) = initialize_id(&bytes) {
-            match registry.reserve(caller) {
-                Ok(r) => reservation = Some(r),
-                Err(refusal) => {
-                    return session_refused(refusal, id, registry.limits().idle_timeout);
+        if is_batch(&bytes) {
+            return batch_refused();
+        }
+        let session = parts
+            .headers
+            .get(SESSION_HEADER)
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        match session {
+            None => {
+                if let Some(id) = initialize_id(&bytes) {
+                    match registry.reserve(caller) {
+                        Ok(r) => reservation = Some(r),
+                        Err(refusal) => {
+                            return session_refused(refusal, id, registry.limits().idle_timeout);
+                        }
+                    }
+                }
+            }
+            Some(session) => {
+                if let Some(id) = request_id(&bytes) {
+                    match registry.begin_call(&session, id.clone(), guard.max_calls_per_session) {
+                        Ok(lease) => call = lease.map(CallSlot::new),
+                        Err(refusal) => return call_refused(refusal, &id),
+                    }
                 }
             }
         }
@@ -807,10 +933,17 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         if let Some(r) = &reservation {
             req.extensions_mut().insert(r.ticket());
         }
+        if let Some(c) = &call {
+            req.extensions_mut().insert(c.clone());
+        }
     }
     let response = next.run(req).await;
-    // The session took the reservation, or it is released here.
+    // The session took the reservation and the request's lease (its answer
+    // stream frees the id), or they are released here.
     drop(reservation);
+    if let Some(c) = call {
+        drop(c.take());
+    }
     // A new session of a revision that defines the SSE priming event gets it
     // first, as rmcp would send it.
     let prime = guard.sessions.as_ref().is_some_and(|registry| {
@@ -926,6 +1059,7 @@ mod tests {
             caller_keys: false,
             sessions: None,
             oauth: None,
+            max_calls_per_session: 1,
         }
     }
 
@@ -974,6 +1108,35 @@ mod tests {
         ] {
             assert!(!g.origin_allowed(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn request_ids_are_read_as_rmcp_reads_them() {
+        let id = |b: &str| request_id(b.as_bytes());
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#),
+            Some(RequestId::Number(7))
+        );
+        assert_eq!(
+            id(r#" {"method":"ping","id":7.0}"#),
+            Some(RequestId::Number(7))
+        );
+        assert_eq!(
+            id(r#"{"id":"7","method":"ping"}"#),
+            Some(RequestId::String("7".into()))
+        );
+        for none in [
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            r#"{"id":null,"method":"ping"}"#,
+            r#"{"id":1.5,"method":"ping"}"#,
+            r#"[7,"ping"]"#,
+            "not json",
+        ] {
+            assert_eq!(id(none), None, "{none}");
+        }
+        assert!(is_batch(b" \n[{}]"));
+        assert!(!is_batch(b"{}"));
     }
 
     #[test]

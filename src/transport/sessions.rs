@@ -9,6 +9,17 @@
 //! reservation into a binding once the handshake is answered, and forgets the
 //! binding when the session ends (DELETE, idle expiry, failure, shutdown).
 //!
+//! Each session also knows the JSON-RPC ids of its requests in flight. rmcp's
+//! session worker and service route answers by request id, so a second
+//! request reusing the id of one not yet answered would take the first one's
+//! answer and leave the first stream empty. The guard takes a [`CallLease`]
+//! for every request before it reaches rmcp and refuses a duplicate at once;
+//! the lease travels to [`BoundSessionManager::create_stream`], which holds it
+//! until the session has routed the request's answer. A client that goes away
+//! does not stop its call (rmcp keeps running it, and the answer can still be
+//! resumed with `Last-Event-ID`), so a dropped stream is read to its answer in
+//! the background before the id is free again. Ids end with their session.
+//!
 //! The SSE priming event (an event with an id, a retry hint and empty data)
 //! exists from 2025-11-25 on; older clients parse its empty data as JSON and
 //! fail. rmcp's own priming of the initialize response and of the GET stream is
@@ -17,13 +28,18 @@
 
 use std::{
     collections::HashMap,
+    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
+    task::{Context, Poll},
     time::Duration,
 };
 
 use futures::{Stream, StreamExt};
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientRequest, GetExtensions, ServerJsonRpcMessage},
+    model::{
+        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId,
+        ServerJsonRpcMessage,
+    },
     transport::{
         WorkerTransport,
         streamable_http_server::session::{
@@ -97,15 +113,27 @@ pub(crate) enum SessionRefusal {
     Caller(usize),
 }
 
+/// Why a request is refused before it reaches the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallRefusal {
+    /// A request with the same id is in flight in this session.
+    Duplicate,
+    /// The session holds its maximum of requests in flight.
+    Full(usize),
+}
+
 #[derive(Debug, Clone)]
 struct Binding {
     owner: CallerId,
     primes: bool,
+    /// Ids of the requests in flight, each with the serial of its lease.
+    calls: HashMap<RequestId, u64>,
 }
 
 #[derive(Debug, Default)]
 struct Books {
     live: HashMap<SessionId, Binding>,
+    next_call: u64,
     /// Reservations not yet turned into sessions, by ticket.
     pending: HashMap<u64, CallerId>,
     /// Live sessions plus reservations, per caller.
@@ -203,7 +231,12 @@ impl SessionRegistry {
         let Some(owner) = b.pending.remove(&ticket.0) else {
             return false;
         };
-        if let Some(old) = b.live.insert(id, Binding { owner, primes }) {
+        let binding = Binding {
+            owner,
+            primes,
+            calls: HashMap::new(),
+        };
+        if let Some(old) = b.live.insert(id, binding) {
             b.uncount(old.owner);
         }
         true
@@ -235,6 +268,162 @@ impl SessionRegistry {
     /// Whether session `id` gets priming events (false when unknown).
     pub(crate) fn primes(&self, id: &str) -> bool {
         self.books().live.get(id).is_some_and(|b| b.primes)
+    }
+
+    /// Marks request `request` of session `session` in flight; `None` when
+    /// the session is not live (rmcp answers that request with 404). At most
+    /// `limit` requests of one session are in flight: each holds one of the
+    /// server's concurrency slots while its client waits, and one whose
+    /// client went away stays until it is answered.
+    pub(crate) fn begin_call(
+        self: &Arc<Self>,
+        session: &str,
+        request: RequestId,
+        limit: usize,
+    ) -> Result<Option<CallLease>, CallRefusal> {
+        let mut b = self.books();
+        let serial = b.next_call;
+        let Some(binding) = b.live.get_mut(session) else {
+            return Ok(None);
+        };
+        if binding.calls.contains_key(&request) {
+            return Err(CallRefusal::Duplicate);
+        }
+        if binding.calls.len() >= limit {
+            return Err(CallRefusal::Full(limit));
+        }
+        binding.calls.insert(request.clone(), serial);
+        b.next_call = serial.wrapping_add(1);
+        Ok(Some(CallLease {
+            registry: self.clone(),
+            session: session.into(),
+            request,
+            serial,
+        }))
+    }
+
+    fn end_call(&self, session: &SessionId, request: &RequestId, serial: u64) {
+        let mut b = self.books();
+        if let Some(binding) = b.live.get_mut(session)
+            && binding.calls.get(request) == Some(&serial)
+        {
+            binding.calls.remove(request);
+        }
+    }
+
+    /// Requests in flight in session `id`.
+    #[cfg(test)]
+    fn calls(&self, id: &str) -> Option<usize> {
+        self.books().live.get(id).map(|b| b.calls.len())
+    }
+}
+
+/// A request id in flight in a session; free again on drop.
+#[derive(Debug)]
+pub(crate) struct CallLease {
+    registry: Arc<SessionRegistry>,
+    session: SessionId,
+    request: RequestId,
+    serial: u64,
+}
+
+impl CallLease {
+    /// Whether `message` is this request's answer.
+    fn answered_by(&self, message: &ServerJsonRpcMessage) -> bool {
+        match message {
+            JsonRpcMessage::Response(r) => r.id == self.request,
+            JsonRpcMessage::Error(e) => e.id.as_ref() == Some(&self.request),
+            _ => false,
+        }
+    }
+}
+
+impl Drop for CallLease {
+    fn drop(&mut self) {
+        self.registry
+            .end_call(&self.session, &self.request, self.serial);
+    }
+}
+
+/// Carries a [`CallLease`] from the guard to
+/// [`BoundSessionManager::create_stream`] in the HTTP request's extensions;
+/// whoever holds the lease last (the guard when the request never reaches a
+/// stream) frees it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallSlot(Arc<Mutex<Option<CallLease>>>);
+
+impl CallSlot {
+    pub(crate) fn new(lease: CallLease) -> Self {
+        Self(Arc::new(Mutex::new(Some(lease))))
+    }
+
+    pub(crate) fn take(&self) -> Option<CallLease> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A request's answer stream that frees the request's id once the session has
+/// routed the answer (or the stream ended: the session closed or the client
+/// cancelled the request). Dropped before that (the client went away, or the
+/// request timeout cut the response), it reads the rest in the background.
+struct Answering {
+    inner: Option<Pin<Box<dyn Stream<Item = ServerSseMessage> + Send + Sync>>>,
+    lease: Option<CallLease>,
+}
+
+impl Stream for Answering {
+    type Item = ServerSseMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = inner.as_mut().poll_next(cx);
+        match &next {
+            Poll::Ready(Some(m)) => {
+                if m.message
+                    .as_deref()
+                    .is_some_and(|msg| this.lease.as_ref().is_some_and(|l| l.answered_by(msg)))
+                {
+                    this.lease = None;
+                }
+            }
+            Poll::Ready(None) => {
+                this.lease = None;
+                this.inner = None;
+            }
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        let (Some(mut inner), Some(lease)) = (self.inner.take(), self.lease.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::debug!(
+            request = %lease.request,
+            "an answer stream closed early; reading the request's answer in the background"
+        );
+        // The session ends the stream once it routed the answer, or when the
+        // session itself ends, so this task is bounded by the session's life.
+        runtime.spawn(async move {
+            while let Some(m) = inner.next().await {
+                if m.message
+                    .as_deref()
+                    .is_some_and(|msg| lease.answered_by(msg))
+                {
+                    break;
+                }
+            }
+            drop(lease);
+        });
     }
 }
 
@@ -357,8 +546,23 @@ impl SessionManager for BoundSessionManager {
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
         let keep_priming = self.registry.primes(id);
+        let lease = match &message {
+            ClientJsonRpcMessage::Request(req) => req
+                .request
+                .extensions()
+                .get::<http::request::Parts>()
+                .and_then(|p| p.extensions.get::<CallSlot>())
+                .and_then(CallSlot::take)
+                .filter(|l| l.request == req.id),
+            _ => None,
+        };
         let stream = self.inner.create_stream(id, message).await?;
-        Ok(stream.filter(move |m| futures::future::ready(keep_priming || m.message.is_some())))
+        let stream =
+            stream.filter(move |m| futures::future::ready(keep_priming || m.message.is_some()));
+        Ok(Answering {
+            inner: Some(Box::pin(stream)),
+            lease,
+        })
     }
 
     async fn accept_message(
@@ -450,6 +654,115 @@ mod tests {
         assert_eq!(r.access("s", a), Access::Unknown);
         assert_eq!(r.live(), 0);
         assert!(r.books().per_caller.is_empty());
+    }
+
+    fn bound(r: &Arc<SessionRegistry>, session: &str) {
+        let res = r.reserve(CallerId::new(None, None)).unwrap();
+        assert!(r.bind(res.ticket(), session.into(), true));
+    }
+
+    fn num(n: i64) -> RequestId {
+        RequestId::Number(n)
+    }
+
+    #[test]
+    fn call_ids_are_per_session_bounded_and_freed() {
+        let r = Arc::new(SessionRegistry::new(limits(4, 4)));
+        bound(&r, "s1");
+        bound(&r, "s2");
+        let a = r.begin_call("s1", num(7), 2).unwrap().unwrap();
+        assert_eq!(
+            r.begin_call("s1", num(7), 2).err(),
+            Some(CallRefusal::Duplicate)
+        );
+        // Another session, and a string id spelling the same digits, are other ids.
+        let b = r.begin_call("s2", num(7), 2).unwrap().unwrap();
+        let c = r
+            .begin_call("s1", RequestId::String("7".into()), 2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r.begin_call("s1", num(8), 2).err(),
+            Some(CallRefusal::Full(2))
+        );
+        // An unknown session has no ids to track (rmcp answers 404).
+        assert!(r.begin_call("nope", num(7), 2).unwrap().is_none());
+        drop(a);
+        assert_eq!(r.calls("s1"), Some(1));
+        let again = r.begin_call("s1", num(7), 2).unwrap().unwrap();
+        drop((again, c));
+        assert_eq!(r.calls("s1"), Some(0));
+        // A session's ids end with it; a lease dropped later changes nothing.
+        r.forget(&"s2".into());
+        drop(b);
+        assert_eq!(r.calls("s2"), None);
+        assert_eq!(r.calls("s1"), Some(0));
+    }
+
+    fn answer(id: i64) -> ServerSseMessage {
+        ServerSseMessage::from_message(ServerJsonRpcMessage::response(
+            rmcp::model::ServerResult::empty(()),
+            num(id),
+        ))
+    }
+
+    fn answering(
+        r: &Arc<SessionRegistry>,
+        id: i64,
+    ) -> (
+        Answering,
+        futures::channel::mpsc::UnboundedSender<ServerSseMessage>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let lease = r.begin_call("s", num(id), 8).unwrap();
+        let stream = Answering {
+            inner: Some(Box::pin(rx)),
+            lease,
+        };
+        (stream, tx)
+    }
+
+    #[tokio::test]
+    async fn an_answer_stream_frees_its_id_at_the_answer_or_its_end() {
+        let r = Arc::new(SessionRegistry::new(limits(4, 4)));
+        bound(&r, "s");
+        let (mut s, tx) = answering(&r, 1);
+        tx.unbounded_send(ServerSseMessage::priming("0", PRIMING_RETRY))
+            .unwrap();
+        tx.unbounded_send(answer(2)).unwrap();
+        s.next().await.unwrap();
+        s.next().await.unwrap();
+        assert_eq!(r.calls("s"), Some(1), "another id's answer frees nothing");
+        tx.unbounded_send(answer(1)).unwrap();
+        s.next().await.unwrap();
+        assert_eq!(r.calls("s"), Some(0), "freed by its answer");
+
+        // A stream that ends without the answer (session closed, request
+        // cancelled) frees its id too.
+        let (mut s, tx) = answering(&r, 3);
+        drop(tx);
+        assert!(s.next().await.is_none());
+        assert_eq!(r.calls("s"), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_answer_stream_frees_its_id_once_answered() {
+        let r = Arc::new(SessionRegistry::new(limits(4, 4)));
+        bound(&r, "s");
+        let (s, tx) = answering(&r, 5);
+        drop(s);
+        tokio::task::yield_now().await;
+        assert_eq!(r.calls("s"), Some(1), "still running: the id stays taken");
+        tx.unbounded_send(answer(5)).unwrap();
+        for _ in 0..100 {
+            if r.calls("s") == Some(0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(r.calls("s"), Some(0), "freed once answered");
+        // The background reader stopped at the answer.
+        assert!(tx.is_closed());
     }
 
     #[test]
