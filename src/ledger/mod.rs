@@ -377,6 +377,82 @@ pub fn open(choice: &LedgerChoice) -> Option<Arc<dyn Ledger>> {
     }
 }
 
+/// A ledger row as both stores read it (columns in the order of their
+/// SELECTs), turned into a [`LedgerRecord`] in one place.
+pub(crate) struct RecordRow {
+    pub row_id: i64,
+    pub tenant: String,
+    pub state: String,
+    pub task_id: Option<String>,
+    pub requested_at_ms: i64,
+    pub created_at: Option<i64>,
+    pub prompt_preview: String,
+    pub args_hash: String,
+    pub idempotency_key: Option<String>,
+    pub status: Option<String>,
+    pub upstream_status: Option<String>,
+    pub progress: i64,
+    pub video_urls: String,
+    pub links_expire_at: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub estimated_seconds: Option<i64>,
+    pub saved_path: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub note: Option<String>,
+}
+
+impl From<RecordRow> for LedgerRecord {
+    fn from(r: RecordRow) -> Self {
+        LedgerRecord {
+            row_id: r.row_id,
+            tenant: r.tenant,
+            state: RecordState::parse(&r.state).unwrap_or(RecordState::MaybeCreated),
+            task_id: r.task_id,
+            requested_at_ms: r.requested_at_ms,
+            created_at: r.created_at,
+            prompt_preview: r.prompt_preview,
+            args_hash: r.args_hash,
+            idempotency_key: r.idempotency_key,
+            status: r.status.as_deref().and_then(parse_status),
+            upstream_status: r.upstream_status,
+            progress: u8::try_from(r.progress.clamp(0, 100)).unwrap_or(0),
+            video_urls: serde_json::from_str(&r.video_urls).unwrap_or_default(),
+            links_expire_at: r.links_expire_at,
+            error: match (r.error_code, r.error_message) {
+                (code, Some(message)) => Some(TaskErrorView { code, message }),
+                (Some(code), None) => Some(TaskErrorView {
+                    code: Some(code),
+                    message: String::new(),
+                }),
+                (None, None) => None,
+            },
+            estimated_seconds: r.estimated_seconds.and_then(|e| u64::try_from(e).ok()),
+            saved_path: r.saved_path,
+            size_bytes: r.size_bytes.and_then(|s| u64::try_from(s).ok()),
+            note: r.note,
+        }
+    }
+}
+
+/// The stored status word back as a status (the inverse of `as_str`).
+pub(crate) fn parse_status(s: &str) -> Option<VideoStatus> {
+    Some(match s {
+        "pending" => VideoStatus::Pending,
+        "processing" => VideoStatus::Processing,
+        "completed" => VideoStatus::Completed,
+        "failed" => VideoStatus::Failed,
+        "cancelled" => VideoStatus::Cancelled,
+        "unknown" => VideoStatus::Unknown,
+        _ => return None,
+    })
+}
+
+/// A duration in whole milliseconds, as the stores keep times.
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,10 +41,10 @@ use tokio_postgres::{
 };
 
 use super::{
-    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordState,
-    Settle, parse_time,
+    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
+    RecordState, Settle, ms, parse_time,
 };
-use crate::tools::view::{TaskErrorView, VideoStatus, VideoTask};
+use crate::tools::view::VideoTask;
 
 /// Longest wait for a free (or new) connection.
 pub const POOL_WAIT: Duration = Duration::from_secs(5);
@@ -474,59 +474,30 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), LedgerErr
     tx.commit().await.map_err(db_error)
 }
 
-fn parse_status(s: &str) -> Option<VideoStatus> {
-    Some(match s {
-        "pending" => VideoStatus::Pending,
-        "processing" => VideoStatus::Processing,
-        "completed" => VideoStatus::Completed,
-        "failed" => VideoStatus::Failed,
-        "cancelled" => VideoStatus::Cancelled,
-        "unknown" => VideoStatus::Unknown,
-        _ => return None,
-    })
-}
-
 fn read_record(row: &Row) -> Result<LedgerRecord, tokio_postgres::Error> {
-    let state: String = row.try_get(2)?;
-    let urls: String = row.try_get(12)?;
-    let error_code: Option<String> = row.try_get(14)?;
-    let error_message: Option<String> = row.try_get(15)?;
-    let status: Option<String> = row.try_get(9)?;
-    let progress: i32 = row.try_get(11)?;
-    let estimated: Option<i64> = row.try_get(16)?;
-    let size: Option<i64> = row.try_get(18)?;
-    Ok(LedgerRecord {
+    Ok(RecordRow {
         row_id: row.try_get(0)?,
         tenant: row.try_get(1)?,
-        state: RecordState::parse(&state).unwrap_or(RecordState::MaybeCreated),
+        state: row.try_get(2)?,
         task_id: row.try_get(3)?,
         requested_at_ms: row.try_get(4)?,
         created_at: row.try_get(5)?,
         prompt_preview: row.try_get(6)?,
         args_hash: row.try_get(7)?,
         idempotency_key: row.try_get(8)?,
-        status: status.as_deref().and_then(parse_status),
+        status: row.try_get(9)?,
         upstream_status: row.try_get(10)?,
-        progress: u8::try_from(progress.clamp(0, 100)).unwrap_or(0),
-        video_urls: serde_json::from_str(&urls).unwrap_or_default(),
+        progress: i64::from(row.try_get::<_, i32>(11)?),
+        video_urls: row.try_get(12)?,
         links_expire_at: row.try_get(13)?,
-        error: match (error_code, error_message) {
-            (code, Some(message)) => Some(TaskErrorView { code, message }),
-            (Some(code), None) => Some(TaskErrorView {
-                code: Some(code),
-                message: String::new(),
-            }),
-            (None, None) => None,
-        },
-        estimated_seconds: estimated.and_then(|e| u64::try_from(e).ok()),
+        error_code: row.try_get(14)?,
+        error_message: row.try_get(15)?,
+        estimated_seconds: row.try_get(16)?,
         saved_path: row.try_get(17)?,
-        size_bytes: size.and_then(|s| u64::try_from(s).ok()),
+        size_bytes: row.try_get(18)?,
         note: row.try_get(19)?,
-    })
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    }
+    .into())
 }
 
 /// The decision of a claim, taken inside the locked transaction.

@@ -25,13 +25,10 @@ use rusqlite::{
 };
 
 use super::{
-    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordState,
-    Settle, now_ms, parse_time,
+    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
+    RecordState, Settle, ms, now_ms, parse_time,
 };
-use crate::{
-    tools::view::VideoTask,
-    video::{TaskErrorView, VideoStatus},
-};
+use crate::{tools::view::VideoTask, video::VideoStatus};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -324,59 +321,30 @@ fn status_str(s: VideoStatus) -> &'static str {
     s.as_str()
 }
 
-fn parse_status(s: &str) -> Option<VideoStatus> {
-    Some(match s {
-        "pending" => VideoStatus::Pending,
-        "processing" => VideoStatus::Processing,
-        "completed" => VideoStatus::Completed,
-        "failed" => VideoStatus::Failed,
-        "cancelled" => VideoStatus::Cancelled,
-        "unknown" => VideoStatus::Unknown,
-        _ => return None,
-    })
-}
-
-fn read_record(row: &Row<'_>) -> rusqlite::Result<LedgerRecord> {
-    let state: String = row.get(2)?;
-    let urls: String = row.get(12)?;
-    let error_code: Option<String> = row.get(14)?;
-    let error_message: Option<String> = row.get(15)?;
-    let status: Option<String> = row.get(9)?;
-    let progress: i64 = row.get(11)?;
-    let estimated: Option<i64> = row.get(16)?;
-    let size: Option<i64> = row.get(18)?;
-    Ok(LedgerRecord {
+fn read_record(row: &Row<'_>) -> Result<LedgerRecord, rusqlite::Error> {
+    Ok(RecordRow {
         row_id: row.get(0)?,
         tenant: row.get(1)?,
-        state: RecordState::parse(&state).unwrap_or(RecordState::MaybeCreated),
+        state: row.get(2)?,
         task_id: row.get(3)?,
         requested_at_ms: row.get(4)?,
         created_at: row.get(5)?,
         prompt_preview: row.get(6)?,
         args_hash: row.get(7)?,
         idempotency_key: row.get(8)?,
-        status: status.as_deref().and_then(parse_status),
+        status: row.get(9)?,
         upstream_status: row.get(10)?,
-        progress: u8::try_from(progress.clamp(0, 100)).unwrap_or(0),
-        video_urls: serde_json::from_str(&urls).unwrap_or_default(),
+        progress: row.get(11)?,
+        video_urls: row.get(12)?,
         links_expire_at: row.get(13)?,
-        error: match (error_code, error_message) {
-            (code, Some(message)) => Some(TaskErrorView { code, message }),
-            (Some(code), None) => Some(TaskErrorView {
-                code: Some(code),
-                message: String::new(),
-            }),
-            (None, None) => None,
-        },
-        estimated_seconds: estimated.and_then(|e| u64::try_from(e).ok()),
+        error_code: row.get(14)?,
+        error_message: row.get(15)?,
+        estimated_seconds: row.get(16)?,
         saved_path: row.get(17)?,
-        size_bytes: size.and_then(|s| u64::try_from(s).ok()),
+        size_bytes: row.get(18)?,
         note: row.get(19)?,
-    })
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    }
+    .into())
 }
 
 fn claim(
