@@ -240,7 +240,7 @@ impl Markers {
 }
 
 /// Every `[marker]` in a prompt, lowercased, without brackets.
-fn markers(prompt: &str) -> Vec<String> {
+pub(super) fn markers(prompt: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = prompt;
     while let Some(start) = rest.find('[') {

@@ -124,7 +124,7 @@ pub(super) async fn file(
 }
 
 /// The sample video, delivered as badly as `fault` asks.
-fn video(fault: Option<FileFault>) -> Response {
+pub(super) fn video(fault: Option<FileFault>) -> Response {
     let len = SAMPLE_MP4.len().to_string();
     let ok = |body: Body, with_length: bool| {
         let mut b = Response::builder()

@@ -20,7 +20,7 @@ pub(super) const MAX_ID: usize = 128;
 pub(super) const MAX_ODD_STATUS: usize = 27;
 
 const VERSION: u8 = 1;
-const MAC_LEN: usize = 8;
+pub(super) const MAC_LEN: usize = 8;
 /// Shared by every simulator build, so any of them can check any id.
 const MAC_KEY: &[u8] = b"heygen-video-mcp simulator task ids v1";
 
@@ -84,7 +84,7 @@ pub(super) fn decode(id: &str) -> Option<TaskRecord> {
     parse(&payload)
 }
 
-fn payload(r: &TaskRecord) -> Vec<u8> {
+pub(super) fn payload(r: &TaskRecord) -> Vec<u8> {
     let f = &r.faults;
     let created_ms = r
         .created
@@ -150,7 +150,7 @@ fn payload(r: &TaskRecord) -> Vec<u8> {
     out
 }
 
-fn parse(payload: &[u8]) -> Option<TaskRecord> {
+pub(super) fn parse(payload: &[u8]) -> Option<TaskRecord> {
     let mut r = Reader(payload);
     if r.u8()? != VERSION {
         return None;
@@ -243,7 +243,7 @@ impl<'a> Reader<'a> {
 }
 
 /// HMAC-SHA256 (RFC 2104) of `data`, cut to [`MAC_LEN`] bytes.
-fn mac(data: &[u8]) -> [u8; MAC_LEN] {
+pub(super) fn mac(data: &[u8]) -> [u8; MAC_LEN] {
     const BLOCK: usize = 64;
     let mut key = [0u8; BLOCK];
     key[..MAC_KEY.len()].copy_from_slice(MAC_KEY);
@@ -264,7 +264,7 @@ fn mac(data: &[u8]) -> [u8; MAC_LEN] {
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 /// RFC 4648 base32, lowercase, no padding.
-fn base32(data: &[u8]) -> String {
+pub(super) fn base32(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(5) * 8);
     let (mut acc, mut bits) = (0u32, 0u32);
     for &b in data {
@@ -283,7 +283,7 @@ fn base32(data: &[u8]) -> String {
 
 /// The inverse of [`base32`]; `None` for anything [`base32`] cannot produce
 /// (other characters, an impossible length, non-zero leftover bits).
-fn unbase32(text: &str) -> Option<Vec<u8>> {
+pub(super) fn unbase32(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 5 / 8);
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in text.bytes() {

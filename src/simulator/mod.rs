@@ -35,12 +35,31 @@
 //!   one of 401, 404, 429, 500, 502, 503, garbage, truncated, drop, slow=S.
 //!
 //! The key is never logged; tests read request counters and the keys seen.
+//!
+//! [`Simulator::start_heygen`] serves HeyGen's own v3 wire instead
+//! (`shared/HEYGEN_V3.md`, code in `heygen/`): `X-Api-Key` auth, the
+//! `{"data":…}` / `{"error":{code,message,param}}` envelopes with an
+//! `X-Request-Id` header on every answer, Video Agent sessions
+//! (`/v3/video-agents`) that move thinking → generating → completed and hand
+//! over a `video_id`, videos (`/v3/videos/{id}`) that move pending →
+//! processing → completed with presigned-looking links (`Expires` +
+//! `Signature`, refreshed on every status call, valid for
+//! [`SimConfig::link_ttl`]), stop, `/v3/users/me` (a wallet balance), asset
+//! uploads (`/v3/assets`, multipart) and a deterministic catalogue of avatar
+//! groups, looks, voices and styles with cursor pagination. Session, video
+//! and asset ids are signed and self-describing like task ids, so another
+//! simulator process answers for them. The same fault markers apply, mapped
+//! to the v3 envelope (402 `insufficient_credit`, 400 for `[422:CODE]`), plus
+//! `[session-fail]` (the session fails before any video exists).
 
 mod account;
 mod faults;
 mod files;
+mod heygen;
 mod ids;
 mod tasks;
+
+pub use heygen::heygen_router;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -81,6 +100,17 @@ pub struct SimConfig {
     pub link_ttl: Duration,
     /// Credits every key starts with (a create costs 5).
     pub start_balance: i64,
+}
+
+impl SimConfig {
+    /// The defaults for the HeyGen v3 wire: result links live 7 days, as
+    /// HeyGen documents for its presigned video URLs.
+    pub fn heygen() -> Self {
+        Self {
+            link_ttl: Duration::from_secs(7 * 24 * 3600),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -127,6 +157,7 @@ struct Inner {
     balances: HashMap<String, i64>,
     prompt_429: HashMap<String, u64>,
     uploads: files::Uploads,
+    heygen: heygen::Runs,
     counts: HashMap<String, u64>,
     seen: VecDeque<SeenRequest>,
 }
@@ -215,6 +246,14 @@ impl Drop for Simulator {
 impl Simulator {
     /// Binds 127.0.0.1 on a port the OS picks and serves in the background.
     pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        Simulator::start_with(config, router).await
+    }
+
+    /// Binds 127.0.0.1 on a port the OS picks and serves `app` in the background.
+    async fn start_with(
+        config: SimConfig,
+        app: fn(Arc<SimState>) -> Router,
+    ) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(SimState {
@@ -222,7 +261,7 @@ impl Simulator {
             base_url: format!("http://{addr}"),
             inner: Mutex::new(Inner::default()),
         });
-        let app = router(state.clone());
+        let app = app(state.clone());
         let stop = CancellationToken::new();
         let token = stop.clone();
         tokio::spawn(async move {

@@ -173,7 +173,7 @@ fn refuse(state: &SimState, key: &str, prompt: &str, faults: &Faults) -> Option<
 }
 
 /// The create answer, as late and as broken as the markers ask.
-async fn answer_create(faults: &Faults, answer: Value) -> Response {
+pub(super) async fn answer_create(faults: &Faults, answer: Value) -> Response {
     if let Some(delay) = faults.answer_delay {
         tokio::time::sleep(delay).await;
     }
