@@ -96,7 +96,8 @@ pub struct SimConfig {
     pub render_time: Duration,
     /// The only key accepted; `None` accepts any non-empty key.
     pub api_key: Option<String>,
-    /// How long result links stay valid after creation.
+    /// How long result links stay valid: after creation on the gateway wire,
+    /// after each status call on the v3 wire.
     pub link_ttl: Duration,
     /// Credits every key starts with (a create costs 5).
     pub start_balance: i64,
@@ -186,7 +187,10 @@ impl SimState {
 
     /// How many requests reached an endpoint: `"create"`, `"get"`, `"credits"`,
     /// `"file"`, `"subscription"`, `"usage"`, `"pricing"`, `"upload"`,
-    /// `"uploaded"` (an uploaded file fetched), `"models"`.
+    /// `"uploaded"` (an uploaded file fetched), `"models"`; on the v3 wire
+    /// `"create"`, `"session"`, `"video"`, `"stop"`, `"me"`, `"asset"`,
+    /// `"avatars"`, `"looks"`, `"voices"`, `"styles"`, `"file"` (a video MP4),
+    /// `"artifact"`, `"uploaded"`, `"preview"`, `"page"`, `"unknown"`.
     pub fn count(&self, endpoint: &str) -> u64 {
         self.lock().counts.get(endpoint).copied().unwrap_or(0)
     }

@@ -595,7 +595,7 @@ fn messages(plan: &Plan, s: &Session, elapsed: Duration, prompt: Option<&str>) -
             start,
             &[],
         ));
-    } else if plan.has_video(start) && reached(start) && !plan.session_fail {
+    } else if plan.has_video(start) && reached(start) {
         out.push(msg(
             "model",
             "resource",
