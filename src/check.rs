@@ -9,8 +9,10 @@ use std::{
 };
 
 use crate::{
+    backend::{BackendKind, Operation, UpstreamError, VideoBackend},
     config::Settings,
-    gateway::{GatewayClient, GatewayError, Operation, types::MODEL},
+    gateway::{GatewayClient, types::MODEL},
+    heygen::HeygenClient,
     ledger::LedgerChoice,
 };
 
@@ -27,18 +29,66 @@ pub struct Report {
     pub ok: bool,
 }
 
+fn balance_line(balance: Result<crate::video::Balance, UpstreamError>, kind: BackendKind) -> Line {
+    match balance {
+        Ok(b) => {
+            let view = crate::tools::credits::CreditsView::from(b);
+            let empty = !view.credits.unlimited && view.credits.remaining.is_some_and(|r| r <= 0.0);
+            Line {
+                label: "balance",
+                ok: !empty,
+                text: crate::tools::credits::summary(&view, kind)
+                    .trim_start_matches("Balance of the configured API key: ")
+                    .to_string(),
+            }
+        }
+        Err(e) => Line {
+            label: "balance",
+            ok: false,
+            text: upstream_failure(&e),
+        },
+    }
+}
+
 /// Runs every check against the configured upstream (or the simulator).
 pub async fn run(settings: &Settings) -> Report {
     let mut lines = Vec::new();
     let gateway = GatewayClient::new(settings.gateway.clone());
+    let heygen = HeygenClient::new(settings.gateway.clone());
+    let which = match settings.backend {
+        BackendKind::Gateway => "task-API key",
+        BackendKind::Heygen => "HeyGen API key (app.heygen.com/settings/api)",
+    };
     match &settings.api_key {
         None => lines.push(Line {
             label: "key",
             ok: false,
-            text: "HEYGEN_API_KEY is not set: put your task-API key in the environment \
-                   (or the \"env\" block of your MCP client's entry for this server)"
-                .into(),
+            text: format!(
+                "HEYGEN_API_KEY is not set: put your {which} in the environment (or the \"env\" \
+                 block of your MCP client's entry for this server)"
+            ),
         }),
+        Some(key) if settings.backend == BackendKind::Heygen => {
+            let balance = heygen.balance(key).await;
+            lines.push(match &balance {
+                Ok(_) => Line {
+                    label: "key",
+                    ok: true,
+                    text: "accepted by HeyGen".into(),
+                },
+                Err(e) if e.status() == Some(401) => Line {
+                    label: "key",
+                    ok: false,
+                    text: "rejected (HTTP 401): check HEYGEN_API_KEY".into(),
+                },
+                Err(e) => Line {
+                    label: "key",
+                    ok: false,
+                    text: upstream_failure(e),
+                },
+            });
+            lines.push(balance_line(balance, BackendKind::Heygen));
+        }
         Some(key) => {
             let (models, balance) = tokio::join!(gateway.models(key), gateway.balance(key));
             match models {
@@ -77,25 +127,7 @@ pub async fn run(settings: &Settings) -> Report {
                     });
                 }
             }
-            lines.push(match balance {
-                Ok(b) => {
-                    let view = crate::tools::credits::CreditsView::from(b);
-                    let empty =
-                        !view.credits.unlimited && view.credits.remaining.is_some_and(|r| r <= 0.0);
-                    Line {
-                        label: "balance",
-                        ok: !empty,
-                        text: crate::tools::credits::summary(&view)
-                            .trim_start_matches("Balance of the configured API key: ")
-                            .to_string(),
-                    }
-                }
-                Err(e) => Line {
-                    label: "balance",
-                    ok: false,
-                    text: upstream_failure(&e),
-                },
-            });
+            lines.push(balance_line(balance, BackendKind::Gateway));
         }
     }
     lines.push(match &settings.tools.download_dir {
@@ -175,9 +207,10 @@ pub async fn run(settings: &Settings) -> Report {
     });
     let ok = lines.iter().all(|l| l.ok);
     let mut text = format!(
-        "heygen-video-mcp {} self-check against {}\n",
+        "heygen-video-mcp {} self-check against {} ({} backend)\n",
         env!("CARGO_PKG_VERSION"),
-        settings.gateway.base_url
+        settings.gateway.base_url,
+        settings.backend.as_str()
     );
     for l in &lines {
         let mark = if l.ok { "ok  " } else { "FAIL" };
@@ -195,7 +228,7 @@ pub async fn run(settings: &Settings) -> Report {
     Report { text, ok }
 }
 
-fn upstream_failure(e: &GatewayError) -> String {
+fn upstream_failure(e: &UpstreamError) -> String {
     e.user_message(Operation::Credits)
         .trim_start_matches("Reading the credit balance failed: ")
         .to_string()

@@ -7,6 +7,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::Parser;
 
 use crate::{
+    backend::BackendKind,
     downloads::{DEFAULT_MAX_DOWNLOAD_BYTES, DEFAULT_TENANT_MAX_BYTES, DEFAULT_TENANT_MAX_FILES},
     gateway::{ApiKey, GatewayConfig, RetryPolicy},
     ledger::LedgerChoice,
@@ -14,6 +15,8 @@ use crate::{
 pub use crate::{net::is_loopback_host, tools::CallerKeys, tools::ToolSettings};
 
 pub const DEFAULT_API_BASE: &str = "https://api.aihubmax.com";
+/// HeyGen's own API, the default base of `--backend heygen` and of the catalogue.
+pub const HEYGEN_API_BASE: &str = "https://api.heygen.com";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8000";
 /// The smallest allowed cap of a server-side wait (clients with longer
 /// timeouts than 60 s may use it all).
@@ -26,7 +29,10 @@ pub const DEFAULT_MAX_SESSIONS_PER_CALLER: usize = 100;
 
 const ENV_HELP: &str = "\
 Environment:
-  HEYGEN_API_KEY          the task API's bearer key (environment only, never a flag)
+  HEYGEN_API_KEY          the upstream key (environment only, never a flag): the task API's
+                          bearer key, or with --backend heygen a HeyGen API key
+  HEYGEN_CATALOG_KEY      a HeyGen API key for list_avatars/list_voices/list_styles beside
+                          the gateway backend (environment only)
   HEYGEN_MCP_AUTH_TOKEN   HTTP callers' bearer token(s), comma-separated (environment only)
   RUST_LOG                log filter for stderr, e.g. info or heygen_video_mcp=debug
 
@@ -41,9 +47,24 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Upstream task API: origin plus optional path prefix.
-    #[arg(long, env = "HEYGEN_API_BASE", default_value = DEFAULT_API_BASE, value_name = "URL")]
-    pub api_base: String,
+    /// Which upstream API: gateway (the task API) or heygen (HeyGen's own v3 API).
+    #[arg(
+        long,
+        env = "HEYGEN_BACKEND",
+        default_value = "gateway",
+        value_name = "BACKEND"
+    )]
+    pub backend: String,
+
+    /// Upstream API: origin plus optional path prefix [default: the gateway's
+    /// https://api.aihubmax.com, or https://api.heygen.com with --backend heygen].
+    #[arg(long, env = "HEYGEN_API_BASE", value_name = "URL")]
+    pub api_base: Option<String>,
+
+    /// Where the catalogue tools read HeyGen's avatars, voices and styles beside
+    /// the gateway backend (with HEYGEN_CATALOG_KEY).
+    #[arg(long, env = "HEYGEN_CATALOG_BASE", default_value = HEYGEN_API_BASE, value_name = "URL")]
+    pub catalog_base: String,
 
     /// Seconds one upstream request may take.
     #[arg(
@@ -74,7 +95,7 @@ pub struct Cli {
     )]
     pub retry_max_delay: f64,
 
-    /// Run against the embedded simulated gateway: no key, no network, fake videos.
+    /// Run against an embedded simulation of the chosen backend: no key, no network, fake videos.
     #[arg(long, env = "HEYGEN_SIMULATE")]
     pub simulate: bool,
 
@@ -369,8 +390,14 @@ pub enum Command {
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub backend: BackendKind,
     pub api_key: Option<ApiKey>,
+    /// The upstream's HTTP settings (base URL, timeouts, retries), whichever backend.
     pub gateway: GatewayConfig,
+    /// Where the catalogue is read beside the gateway backend.
+    pub catalog_base: String,
+    /// `HEYGEN_CATALOG_KEY`: the catalogue tools beside the gateway backend.
+    pub catalog_key: Option<ApiKey>,
     pub simulate: bool,
     pub simulate_render: Duration,
     pub http: Option<HttpSettings>,
@@ -493,7 +520,25 @@ impl Cli {
         auth_tokens: Option<String>,
     ) -> Result<Settings, String> {
         let mut warnings = Vec::new();
-        let base_url = normalize_api_base(&self.api_base, &mut warnings)?;
+        let backend = BackendKind::parse(&self.backend).ok_or_else(|| {
+            format!(
+                "--backend / HEYGEN_BACKEND is {:?}; use gateway (the task API) or heygen \
+                 (HeyGen's own API with a HeyGen API key)",
+                self.backend
+            )
+        })?;
+        let default_base = match backend {
+            BackendKind::Gateway => DEFAULT_API_BASE,
+            BackendKind::Heygen => HEYGEN_API_BASE,
+        };
+        let base_url = normalize_api_base(
+            self.api_base.as_deref().unwrap_or(default_base),
+            backend,
+            &mut warnings,
+        )?;
+        let catalog_base =
+            normalize_api_base(&self.catalog_base, BackendKind::Heygen, &mut warnings)
+                .map_err(|e| e.replace("HEYGEN_API_BASE", "HEYGEN_CATALOG_BASE"))?;
         let timeout = seconds("--request-timeout", self.request_timeout, 0.05, 3600.0)?;
         let retry_max = seconds("--retry-max-delay", self.retry_max_delay, 0.0, 600.0)?;
         let mut gateway = GatewayConfig::new(base_url);
@@ -650,8 +695,11 @@ impl Cli {
         let ledger = self.ledger_choice(default_data_dir(), &mut warnings)?;
 
         Ok(Settings {
+            backend,
             api_key: api_key.and_then(ApiKey::new),
             gateway,
+            catalog_base,
+            catalog_key: None,
             simulate: self.simulate,
             simulate_render,
             http,
@@ -898,8 +946,13 @@ fn seconds(name: &str, v: f64, min: f64, max: f64) -> Result<Duration, String> {
 }
 
 /// Checks `HEYGEN_API_BASE`: absolute http(s) URL, no query or fragment, plain
-/// http only for loopback hosts; strips a trailing `/` and `/v1` (with a warning).
-pub fn normalize_api_base(raw: &str, warnings: &mut Vec<String>) -> Result<String, String> {
+/// http only for loopback hosts; strips a trailing `/` and the version
+/// segment the backend adds itself (`/v1`, or `/v3` for HeyGen; with a warning).
+pub fn normalize_api_base(
+    raw: &str,
+    backend: BackendKind,
+    warnings: &mut Vec<String>,
+) -> Result<String, String> {
     let raw = raw.trim();
     let url = url::Url::parse(raw).map_err(|e| {
         format!("HEYGEN_API_BASE {raw:?} is not a URL ({e}); expected e.g. {DEFAULT_API_BASE}")
@@ -932,9 +985,13 @@ pub fn normalize_api_base(raw: &str, warnings: &mut Vec<String>) -> Result<Strin
         return Err("HEYGEN_API_BASE must not contain credentials; set HEYGEN_API_KEY".into());
     }
     let mut base = url.as_str().trim_end_matches('/').to_string();
-    if let Some(stripped) = base.strip_suffix("/v1") {
+    let version = match backend {
+        BackendKind::Gateway => "/v1",
+        BackendKind::Heygen => "/v3",
+    };
+    if let Some(stripped) = base.strip_suffix(version) {
         warnings.push(format!(
-            "HEYGEN_API_BASE ends in /v1; using {stripped} (the server adds /v1 itself)"
+            "HEYGEN_API_BASE ends in {version}; using {stripped} (the server adds {version} itself)"
         ));
         base = stripped.to_string();
     }
@@ -994,20 +1051,29 @@ mod tests {
     fn api_base_rules() {
         let mut w = Vec::new();
         assert_eq!(
-            normalize_api_base("https://gw.example/prefix/v1/", &mut w).unwrap(),
+            normalize_api_base(
+                "https://gw.example/prefix/v1/",
+                BackendKind::Gateway,
+                &mut w
+            )
+            .unwrap(),
             "https://gw.example/prefix"
         );
         assert_eq!(w.len(), 1);
         assert_eq!(
-            normalize_api_base("http://127.0.0.1:9000", &mut w).unwrap(),
+            normalize_api_base("http://127.0.0.1:9000", BackendKind::Gateway, &mut w).unwrap(),
             "http://127.0.0.1:9000"
         );
-        assert!(normalize_api_base("http://localhost:1/", &mut w).is_ok());
-        assert!(normalize_api_base("http://gw.example", &mut w).is_err());
-        assert!(normalize_api_base("ftp://gw.example", &mut w).is_err());
-        assert!(normalize_api_base("gw.example", &mut w).is_err());
-        assert!(normalize_api_base("https://gw.example/?x=1", &mut w).is_err());
-        assert!(normalize_api_base("https://u:p@gw.example/", &mut w).is_err());
+        assert!(normalize_api_base("http://localhost:1/", BackendKind::Gateway, &mut w).is_ok());
+        assert!(normalize_api_base("http://gw.example", BackendKind::Gateway, &mut w).is_err());
+        assert!(normalize_api_base("ftp://gw.example", BackendKind::Gateway, &mut w).is_err());
+        assert!(normalize_api_base("gw.example", BackendKind::Gateway, &mut w).is_err());
+        assert!(
+            normalize_api_base("https://gw.example/?x=1", BackendKind::Gateway, &mut w).is_err()
+        );
+        assert!(
+            normalize_api_base("https://u:p@gw.example/", BackendKind::Gateway, &mut w).is_err()
+        );
     }
 
     #[test]

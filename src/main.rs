@@ -5,8 +5,8 @@ use std::{io::IsTerminal, process::ExitCode, sync::Arc};
 
 use clap::Parser;
 use heygen_video_mcp::{
+    backend::{ApiKey, BackendKind},
     config::{Cli, Command, Settings},
-    gateway::{ApiKey, GatewayClient},
     simulator::{SimConfig, Simulator},
     tools::{AppState, ToolOptions, VideoServer},
     transport,
@@ -21,7 +21,12 @@ fn main() -> ExitCode {
         std::env::var("HEYGEN_API_KEY").ok(),
         std::env::var("HEYGEN_MCP_AUTH_TOKEN").ok(),
     ) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.catalog_key = std::env::var("HEYGEN_CATALOG_KEY")
+                .ok()
+                .and_then(ApiKey::new);
+            s
+        }
         Err(e) => {
             eprintln!("heygen-video-mcp: configuration error: {e}");
             return ExitCode::from(2);
@@ -76,11 +81,22 @@ fn init_tracing() {
 async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
     // Keep the simulator alive for as long as the server runs.
     let _simulator = if settings.simulate {
-        let sim = Simulator::start(SimConfig {
-            render_time: settings.simulate_render,
-            ..SimConfig::default()
-        })
-        .await
+        let sim = match settings.backend {
+            BackendKind::Gateway => {
+                Simulator::start(SimConfig {
+                    render_time: settings.simulate_render,
+                    ..SimConfig::default()
+                })
+                .await
+            }
+            BackendKind::Heygen => {
+                Simulator::start_heygen(SimConfig {
+                    render_time: settings.simulate_render,
+                    ..SimConfig::heygen()
+                })
+                .await
+            }
+        }
         .map_err(|e| format!("the simulator could not start: {e}"))?;
         settings.gateway.base_url = sim.base_url();
         // The inline player may load the simulator's sample video.
@@ -92,8 +108,12 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
         if settings.api_key.is_none() {
             settings.api_key = ApiKey::new("simulated-key");
         }
+        let what = match settings.backend {
+            BackendKind::Gateway => "gateway",
+            BackendKind::Heygen => "HeyGen v3 API",
+        };
         tracing::info!(
-            "simulate: using the embedded simulated gateway at {} (no real videos, no credits spent)",
+            "simulate: using the embedded simulated {what} at {} (no real videos, no credits spent)",
             sim.base_url()
         );
         Some(sim)
@@ -115,10 +135,11 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
 
-    let state = Arc::new(AppState {
-        gateway: GatewayClient::new(settings.gateway.clone()),
-        server_key: settings.api_key.clone(),
-        options: ToolOptions {
+    let (backend, catalog) = heygen_video_mcp::server::backend_for(&settings);
+    let mut state = AppState::new(
+        backend,
+        settings.api_key.clone(),
+        ToolOptions {
             caller_keys: settings
                 .http
                 .as_ref()
@@ -135,7 +156,9 @@ async fn run(mut settings: Settings, check: bool) -> Result<bool, String> {
             ledger: heygen_video_mcp::ledger::open(&settings.ledger),
             ..ToolOptions::from_settings(&settings.tools, settings.http.is_some())
         },
-    });
+    );
+    state.catalog = catalog;
+    let state = Arc::new(state);
     if let Some(dir) = &state.options.download_dir {
         state
             .options

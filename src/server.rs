@@ -6,7 +6,43 @@ use rmcp::{
     tool_handler,
 };
 
-use crate::tools::{VideoServer, player, router};
+use std::sync::Arc;
+
+use crate::{
+    backend::{BackendKind, VideoBackend},
+    config::Settings,
+    gateway::GatewayClient,
+    heygen::HeygenClient,
+    tools::{CatalogAccess, VideoServer, advice, player},
+};
+
+/// The configured backend, and the catalogue the catalogue tools read: the
+/// backend's own (HeyGen), or HeyGen's read with `HEYGEN_CATALOG_KEY` beside
+/// the gateway; `None` lists no catalogue tools.
+pub fn backend_for(settings: &Settings) -> (Arc<dyn VideoBackend>, Option<CatalogAccess>) {
+    match settings.backend {
+        BackendKind::Heygen => {
+            let client = Arc::new(HeygenClient::new(settings.gateway.clone()));
+            let catalog = CatalogAccess {
+                catalog: client.clone(),
+                key: None,
+            };
+            (client, Some(catalog))
+        }
+        BackendKind::Gateway => {
+            let gateway = Arc::new(GatewayClient::new(settings.gateway.clone()));
+            let catalog = settings.catalog_key.clone().map(|key| {
+                let mut http = settings.gateway.clone();
+                http.base_url = settings.catalog_base.clone();
+                CatalogAccess {
+                    catalog: Arc::new(HeygenClient::new(http)),
+                    key: Some(key),
+                }
+            });
+            (gateway, catalog)
+        }
+    }
+}
 
 pub const SERVER_NAME: &str = "heygen-video-mcp";
 
@@ -19,7 +55,22 @@ same idempotency_key, or identical arguments minutes later, return the earlier v
 list_videos finds earlier videos (across restarts); check it after a create_video error saying the \
 video may exist. get_credits shows the balance.";
 
-#[tool_handler(router = router())]
+/// The instructions for this server's backend (and its catalogue, if any).
+fn instructions(server: &VideoServer) -> String {
+    let state = server.state();
+    let mut text = advice::adapt(INSTRUCTIONS, state.caps());
+    if state.catalog.is_some() {
+        text.push_str(CATALOG_INSTRUCTIONS);
+    }
+    text
+}
+
+/// Added when the catalogue tools are listed.
+pub const CATALOG_INSTRUCTIONS: &str = " list_avatars, list_voices and list_styles look up ids \
+only when the user asks for a particular kind of presenter, voice or look; otherwise leave them \
+out and the agent chooses well.";
+
+#[tool_handler(router = self.tool_router())]
 impl ServerHandler for VideoServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
@@ -34,7 +85,7 @@ impl ServerHandler for VideoServer {
             Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION"))
                 .with_title("HeyGen Video Agent"),
         )
-        .with_instructions(INSTRUCTIONS)
+        .with_instructions(instructions(self))
     }
 
     // There are no prompts, but the capability is declared so that clients

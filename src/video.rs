@@ -1,6 +1,6 @@
 //! Domain types every layer may use; no I/O, no wire formats, no MCP.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -56,8 +56,102 @@ impl Credits {
     }
 }
 
+/// Landscape or portrait output; omitted means the agent decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline)]
+pub enum Orientation {
+    Landscape,
+    Portrait,
+}
+
+impl Orientation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Orientation::Landscape => "landscape",
+            Orientation::Portrait => "portrait",
+        }
+    }
+}
+
+/// A reference file for the agent, as the backend will fetch it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FileRef {
+    /// A public http(s) URL.
+    Url(String),
+    /// An asset the backend already holds (an upload's id).
+    Asset(String),
+}
+
+/// A validated, backend-neutral create request. `None` and empty fields are
+/// left out of the upstream body: "let the agent decide".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewVideo {
+    pub prompt: String,
+    pub avatar_id: Option<String>,
+    pub voice_id: Option<String>,
+    pub style_id: Option<String>,
+    pub orientation: Option<Orientation>,
+    /// Reference files: the caller's URLs first, then uploads.
+    pub files: Vec<FileRef>,
+    pub incognito_mode: Option<bool>,
+}
+
+impl NewVideo {
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            prompt: prompt.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The URLs among the reference files.
+    pub fn file_urls(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .filter_map(|f| match f {
+                FileRef::Url(u) => Some(u.clone()),
+                FileRef::Asset(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// What any backend reports about one task, in real types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskSnapshot {
+    /// The id that finds the task again; may be empty when the upstream
+    /// omitted it (the caller's id is then used).
+    pub task_id: String,
+    pub status: VideoStatus,
+    /// The upstream's own status word(s).
+    pub upstream_status: String,
+    /// 0–100.
+    pub progress: u8,
+    pub created_at: Option<SystemTime>,
+    /// MP4 URLs; empty until completed.
+    pub video_urls: Vec<String>,
+    /// When the URLs stop working, when known.
+    pub links_expire_at: Option<SystemTime>,
+    pub error: Option<TaskErrorView>,
+    /// The upstream's render time estimate.
+    pub estimated_seconds: Option<u64>,
+    /// A still of the finished video.
+    pub thumbnail_url: Option<String>,
+    /// Length of the finished video.
+    pub duration: Option<Duration>,
+}
+
+/// A balance, the price of one video when known, and the raw answers.
+#[derive(Debug, Clone)]
+pub struct Balance {
+    pub credits: Credits,
+    pub price_per_video: Option<f64>,
+    pub upstream: serde_json::Value,
+}
+
 /// Where a task stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 #[schemars(inline)]
 pub enum VideoStatus {
@@ -67,6 +161,7 @@ pub enum VideoStatus {
     Failed,
     Cancelled,
     /// An upstream status this server does not know; treated as still running.
+    #[default]
     Unknown,
 }
 

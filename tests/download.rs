@@ -420,7 +420,8 @@ async fn auto_download_saves_each_completed_video_once_in_the_background() {
 async fn http_mode_without_a_download_folder_refuses() {
     let sim = start_sim().await;
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
+        backend: Arc::new(GatewayClient::new(GatewayConfig::new(sim.base_url()))),
+        catalog: None,
         server_key: ApiKey::new(TEST_KEY),
         options: ToolOptions {
             http_mode: true,

@@ -82,7 +82,8 @@ async fn http_server(sim: &Simulator, dir: &Path, quota: TenantQuota) -> String 
         oauth: None,
     };
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
+        backend: Arc::new(GatewayClient::new(GatewayConfig::new(sim.base_url()))),
+        catalog: None,
         server_key: None,
         options: options(dir, quota, true),
     });
@@ -278,7 +279,8 @@ async fn stdio_saves_into_the_folder_itself_without_a_quota() {
         max_bytes: 1,
     };
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
+        backend: Arc::new(GatewayClient::new(GatewayConfig::new(sim.base_url()))),
+        catalog: None,
         server_key: ApiKey::new(TEST_KEY),
         options: options(root.path(), quota, false),
     });

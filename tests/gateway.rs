@@ -15,8 +15,8 @@ use std::{
 };
 
 use heygen_video_mcp::gateway::{
-    ApiKey, CreateVideoRequest, GatewayClient, GatewayConfig, GatewayError, Operation, Orientation,
-    RetryPolicy, TaskStatus,
+    ApiKey, CreateVideoRequest, GatewayClient, GatewayConfig, Operation, Orientation, RetryPolicy,
+    TaskStatus, UpstreamError,
 };
 use serde_json::{Value, json};
 use tokio::{
@@ -90,7 +90,7 @@ async fn request_count(server: &MockServer) -> usize {
         .len()
 }
 
-/// The fields of a `GatewayError::Api`, or a panic naming what came instead.
+/// The fields of a `UpstreamError::Api`, or a panic naming what came instead.
 struct ApiFields {
     status: u16,
     code: Option<String>,
@@ -99,9 +99,9 @@ struct ApiFields {
     retry_after: Option<Duration>,
 }
 
-fn api_fields(err: &GatewayError) -> ApiFields {
+fn api_fields(err: &UpstreamError) -> ApiFields {
     match err {
-        GatewayError::Api {
+        UpstreamError::Api {
             status,
             code,
             message,
@@ -115,7 +115,7 @@ fn api_fields(err: &GatewayError) -> ApiFields {
             request_id: request_id.clone(),
             retry_after: *retry_after,
         },
-        other => panic!("expected GatewayError::Api, got {other:?}"),
+        other => panic!("expected UpstreamError::Api, got {other:?}"),
     }
 }
 
@@ -137,7 +137,7 @@ async fn mount_get(server: &MockServer, task_id: &str, template: ResponseTemplat
 
 /// A create answered by `template`, sent with a policy that would allow
 /// retries: returns the error and how many requests reached the server.
-async fn create_error(template: ResponseTemplate) -> (GatewayError, usize) {
+async fn create_error(template: ResponseTemplate) -> (UpstreamError, usize) {
     let server = MockServer::start().await;
     mount_create(&server, template).await;
     let err = client(&server, 4)
@@ -148,7 +148,7 @@ async fn create_error(template: ResponseTemplate) -> (GatewayError, usize) {
 }
 
 /// A status lookup answered by `template` with `max_attempts` attempts.
-async fn get_task_error(template: ResponseTemplate, max_attempts: u32) -> (GatewayError, usize) {
+async fn get_task_error(template: ResponseTemplate, max_attempts: u32) -> (UpstreamError, usize) {
     let server = MockServer::start().await;
     mount_get(&server, TASK_ID, template).await;
     let err = client(&server, max_attempts)
@@ -320,7 +320,7 @@ async fn invalid_task_ids_are_refused_without_sending_any_request() {
                 .await
                 .expect_err(&format!("{bad:?} must be refused"));
             assert!(
-                matches!(err, GatewayError::InvalidTaskId { .. }),
+                matches!(err, UpstreamError::InvalidTaskId { .. }),
                 "{bad:?}: {err:?}"
             );
             assert!(err.nothing_sent());
@@ -590,7 +590,7 @@ async fn a_non_json_200_body_is_a_decode_error_and_not_retried() {
         .await
         .expect_err("HTML is not a task");
     assert!(
-        matches!(err, GatewayError::Decode { status: 200, .. }),
+        matches!(err, UpstreamError::Decode { status: 200, .. }),
         "{err:?}"
     );
     assert_eq!(request_count(&server).await, 1);
@@ -617,7 +617,7 @@ async fn a_truncated_json_200_body_is_a_decode_error() {
         .await
         .expect_err("a truncated body is not a task");
     assert!(
-        matches!(err, GatewayError::Decode { status: 200, .. }),
+        matches!(err, UpstreamError::Decode { status: 200, .. }),
         "{err:?}"
     );
 }
@@ -635,7 +635,7 @@ async fn a_garbage_200_answer_to_a_create_is_a_decode_error_that_may_have_create
         .create_video(&key(), &CreateVideoRequest::new("a video"))
         .await
         .expect_err("garbage is not a task");
-    assert!(matches!(err, GatewayError::Decode { .. }), "{err:?}");
+    assert!(matches!(err, UpstreamError::Decode { .. }), "{err:?}");
     assert!(err.create_may_have_happened());
     assert!(
         err.user_message(Operation::Create)
@@ -904,7 +904,7 @@ async fn create_is_sent_exactly_once_when_the_answer_is_slower_than_the_timeout(
         .await
         .expect_err("the answer comes too late");
     assert!(
-        matches!(err, GatewayError::Timeout { timeout } if timeout == Duration::from_secs(1)),
+        matches!(err, UpstreamError::Timeout { timeout } if timeout == Duration::from_secs(1)),
         "{err:?}"
     );
     assert_eq!(
@@ -982,7 +982,7 @@ async fn create_is_sent_exactly_once_when_the_connection_drops_after_the_request
         "a create whose connection dropped is never resent ({err:?})"
     );
     assert!(
-        !matches!(err, GatewayError::Connect { .. }),
+        !matches!(err, UpstreamError::Connect { .. }),
         "the request was sent, so this is not a connect failure: {err:?}"
     );
     assert!(!err.nothing_sent(), "{err:?}");
@@ -1097,7 +1097,7 @@ async fn create_on_a_refused_connection_is_a_connect_error_where_nothing_was_sen
         .create_video(&key(), &CreateVideoRequest::new("a video"))
         .await
         .expect_err("nobody listens");
-    assert!(matches!(err, GatewayError::Connect { .. }), "{err:?}");
+    assert!(matches!(err, UpstreamError::Connect { .. }), "{err:?}");
     assert!(err.nothing_sent());
     assert!(!err.create_may_have_happened());
     let m = err.user_message(Operation::Create);
@@ -1186,7 +1186,7 @@ async fn credits_retry_a_503_and_then_report_the_balance() {
 // The key never leaks
 // ---------------------------------------------------------------------------
 
-fn assert_no_leak(err: &GatewayError, needles: &[&str]) {
+fn assert_no_leak(err: &UpstreamError, needles: &[&str]) {
     let debug = format!("{err:?}");
     let display = err.to_string();
     let messages: Vec<String> = [
@@ -1280,7 +1280,7 @@ async fn a_status_lookup_stops_retrying_when_its_total_budget_is_spent() {
     // when
     let err = c.get_task(&key(), TASK_ID, false).await.unwrap_err();
     // then it gives up as a timeout after at most two attempts, not ten
-    assert!(matches!(err, GatewayError::Timeout { .. }), "{err:?}");
+    assert!(matches!(err, UpstreamError::Timeout { .. }), "{err:?}");
     let sent = server.received_requests().await.unwrap().len();
     assert!((1..=2).contains(&sent), "{sent} requests");
 }
@@ -1291,7 +1291,7 @@ async fn a_status_lookup_stops_retrying_when_its_total_budget_is_spent() {
 
 /// A create answered with `status` and a `Location` back to the same server:
 /// the error and the POSTs that reached it.
-async fn create_redirected(status: u16) -> (GatewayError, String, MockServer) {
+async fn create_redirected(status: u16) -> (UpstreamError, String, MockServer) {
     let server = MockServer::start().await;
     let target = format!(
         "http://user:hunter2@{}/gw/v1/videos/generations?token=s3cret-query#frag",

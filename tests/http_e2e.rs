@@ -75,7 +75,8 @@ async fn start(http: HttpSettings, server_key: Option<&str>) -> Server {
     let mut gw = GatewayConfig::new(sim.base_url());
     gw.timeout = Duration::from_secs(10);
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(gw),
+        backend: Arc::new(GatewayClient::new(gw)),
+        catalog: None,
         server_key: server_key.and_then(ApiKey::new),
         options: ToolOptions {
             caller_keys: http.caller_keys,
@@ -647,7 +648,8 @@ async fn replica(upstream: &str) -> SocketAddr {
     let mut gw = GatewayConfig::new(upstream.to_string());
     gw.timeout = Duration::from_secs(10);
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(gw),
+        backend: Arc::new(GatewayClient::new(gw)),
+        catalog: None,
         server_key: ApiKey::new(SERVER_KEY),
         options: ToolOptions::default(),
     });

@@ -404,7 +404,8 @@ async fn http_server(ledger: &Path) -> (String, Simulator) {
         oauth: None,
     };
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
+        backend: Arc::new(GatewayClient::new(GatewayConfig::new(sim.base_url()))),
+        catalog: None,
         server_key: None,
         options: ToolOptions {
             caller_keys: CallerKeys::Required,

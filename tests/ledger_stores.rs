@@ -12,22 +12,18 @@ use std::{
 };
 
 use heygen_video_mcp::{
-    gateway::CreateVideoRequest,
     ledger::{
         Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery,
         PostgresLedger, PostgresUrl, RecordState, Settle, SqliteLedger,
     },
     tools::view::{VideoStatus, VideoTask},
+    video::NewVideo,
 };
 
 type Open = Arc<dyn Fn() -> Arc<dyn Ledger> + Send + Sync>;
 
 fn identity(tenant: &str, prompt: &str, key: Option<&str>) -> CreateIdentity {
-    CreateIdentity::new(
-        tenant.into(),
-        &CreateVideoRequest::new(prompt),
-        key.map(String::from),
-    )
+    CreateIdentity::new(tenant.into(), &NewVideo::new(prompt), key.map(String::from))
 }
 
 fn policy(window_ms: u64) -> ClaimPolicy {

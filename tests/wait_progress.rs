@@ -468,7 +468,8 @@ async fn progress_over_http(modern: bool) -> Vec<ProgressNotificationParam> {
     let mut gw = GatewayConfig::new(sim.base_url());
     gw.timeout = Duration::from_secs(10);
     let state = Arc::new(AppState {
-        gateway: GatewayClient::new(gw),
+        backend: Arc::new(GatewayClient::new(gw)),
+        catalog: None,
         server_key: ApiKey::new(common::TEST_KEY),
         options: ToolOptions {
             http_mode: true,

@@ -1,179 +1,72 @@
-//! The task-API client: one lazily built `reqwest::Client`, timeouts, and the
-//! per-endpoint retry policy of DESIGN.md §4. Creating a video costs money, so
-//! `create_video` is resent only when nothing can have reached the upstream
-//! (connect failure) or when the gateway refused it with 429.
+//! The client of the gateway's task API (`shared/UPSTREAM.md`): its
+//! endpoints, wire types and error envelope over the shared [`Transport`].
+//! Creating a video costs money, so `create_video` is resent only when nothing
+//! can have reached the upstream (connect failure) or when the gateway refused
+//! it with 429.
 
-use std::{
-    sync::OnceLock,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use bytes::Bytes;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode, header::HeaderMap};
+use percent_encoding::utf8_percent_encode;
+use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::Value;
 
-use super::{
-    error::{GatewayError, RedirectRefusal},
-    secret::ApiKey,
-    types::{
-        CreateVideoRequest, ErrorEnvelope, ModelList, Pricing, Subscription, TaskObject,
-        UploadRequest, UploadedFile, Usage,
-    },
+use super::types::{
+    CreateVideoRequest, ErrorEnvelope, ModelList, Pricing, Subscription, TaskObject, UploadRequest,
+    UploadedFile, Usage,
 };
-use crate::video::Credits;
+pub use crate::backend::http::{HttpConfig as GatewayConfig, RetryPolicy, validate_task_id};
+use crate::{
+    backend::{
+        ApiKey, Capabilities, UpstreamError,
+        error::Upstream,
+        http::{
+            Auth, SEGMENT, Transport, excerpt, find_request_id, one_line, parse_json,
+            parse_retry_after,
+        },
+    },
+    video::{Balance, Credits},
+};
 
 /// The price group assumed for a key whose group is unknown.
 pub const DEFAULT_GROUP: &str = "default";
 /// The public pricing table is a nicety: never wait long for it.
 const PRICING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A balance, the price of one video when known, and the raw answers.
-#[derive(Debug, Clone)]
-pub struct Balance {
-    pub credits: Credits,
-    pub price_per_video: Option<f64>,
-    pub upstream: Value,
-}
-
-/// Most of a task answer we will ever read; anything bigger is not a task.
-const MAX_BODY: usize = 2 * 1024 * 1024;
-/// Longest excerpt of a non-JSON error body shown to the user.
-const EXCERPT_CHARS: usize = 200;
-/// Most redirects a status or credits lookup follows, all within the origin
-/// of `HEYGEN_API_BASE`. A create follows none.
-pub const MAX_REDIRECTS: usize = 3;
-
-/// Everything but the RFC 3986 unreserved characters and `:` (a valid path
-/// character) is encoded, so a task id always stays one path segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b':');
-
-/// How often and how patiently failed requests are retried.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Attempts in total for idempotent requests (status, credits).
-    pub max_attempts: u32,
-    /// First backoff delay; doubles per attempt, with jitter.
-    pub base_delay: Duration,
-    /// Cap of one backoff delay, and of an honoured `Retry-After`.
-    pub max_delay: Duration,
-    /// Total time a create may spend waiting out 429s / connect failures, so the
-    /// call still fits a 60 s client timeout.
-    pub create_budget: Duration,
-    /// Total time a status or credits lookup may take, all attempts and
-    /// waits included, so one tool call stays inside a 60 s client timeout.
-    pub lookup_budget: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(10),
-            create_budget: Duration::from_secs(30),
-            lookup_budget: Duration::from_secs(40),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// Origin plus optional path prefix, without a trailing slash or `/v1`.
-    pub base_url: String,
-    /// Total time for one request (connect, send, answer).
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub retry: RetryPolicy,
-}
-
-impl GatewayConfig {
-    pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into().trim_end_matches('/').to_string(),
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
-        }
-    }
-}
-
-/// The task-API client. Cheap to share behind an `Arc`; the HTTP client and its
-/// TLS roots are built on first use so start-up stays fast.
+/// The task-API client. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct GatewayClient {
-    config: GatewayConfig,
-    http: OnceLock<Result<reqwest::Client, String>>,
-}
-
-/// Checks a task id against DESIGN.md §8's allowlist: `[A-Za-z0-9._:-]{1,128}`,
-/// never `.` or `..`.
-pub fn validate_task_id(id: &str) -> Result<(), GatewayError> {
-    let reason = if id.is_empty() {
-        Some("it is empty".to_string())
-    } else if id.chars().count() > 128 {
-        Some("it is longer than 128 characters".to_string())
-    } else if id == "." || id == ".." {
-        Some("it is a path component, not an id".to_string())
-    } else {
-        id.chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-            .map(|c| format!("it contains the character {c:?}"))
-    };
-    match reason {
-        Some(reason) => Err(GatewayError::InvalidTaskId { reason }),
-        None => Ok(()),
-    }
+    transport: Transport,
+    /// Ask the gateway to refresh a running task from HeyGen on each lookup.
+    sync_upstream: bool,
+    caps: Capabilities,
 }
 
 impl GatewayClient {
     pub fn new(config: GatewayConfig) -> Self {
         Self {
-            config,
-            http: OnceLock::new(),
+            transport: Transport::new(config, Auth::Bearer, api_error),
+            sync_upstream: true,
+            caps: super::backend::capabilities(),
         }
     }
 
+    pub(super) fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    pub fn sync_upstream(&self) -> bool {
+        self.sync_upstream
+    }
+
+    /// Whether status lookups ask the gateway to refresh from HeyGen.
+    pub fn with_sync_upstream(mut self, sync: bool) -> Self {
+        self.sync_upstream = sync;
+        self
+    }
+
     pub fn config(&self) -> &GatewayConfig {
-        &self.config
-    }
-
-    fn http(&self) -> Result<&reqwest::Client, GatewayError> {
-        self.http
-            .get_or_init(|| {
-                // reqwest is built without a bundled crypto provider; pick ring once.
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                let mut builder = reqwest::Client::builder()
-                    .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
-                    .connect_timeout(self.config.connect_timeout)
-                    .timeout(self.config.timeout)
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    // Redirects are handled by `send`: a create is never
-                    // re-sent, and the key never goes to another origin.
-                    .redirect(reqwest::redirect::Policy::none());
-                // A loopback upstream (the simulator, a local gateway) is never proxied.
-                let loopback = url::Url::parse(&self.config.base_url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(crate::net::is_loopback_host))
-                    .unwrap_or(false);
-                if loopback {
-                    builder = builder.no_proxy();
-                }
-                builder.build().map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| GatewayError::Connect {
-                detail: format!("the HTTP client could not be built: {e}"),
-            })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{}", self.config.base_url, path)
+        self.transport.config()
     }
 
     /// `POST /v1/videos/generations`. Sent at most once unless nothing was
@@ -182,68 +75,25 @@ impl GatewayClient {
         &self,
         key: &ApiKey,
         body: &CreateVideoRequest,
-    ) -> Result<TaskObject, GatewayError> {
-        let url = self.url("/v1/videos/generations");
-        let body = serde_json::to_vec(body).map_err(|e| GatewayError::Decode {
+    ) -> Result<TaskObject, UpstreamError> {
+        let url = self.transport.url("/v1/videos/generations");
+        let body = serde_json::to_vec(body).map_err(|e| UpstreamError::Decode {
             status: 0,
             detail: e.to_string(),
         })?;
-        let (status, bytes) = self.send_unrepeated(key, &url, Bytes::from(body)).await?;
+        let (status, bytes) = self
+            .transport
+            .send_unrepeated(key, &url, Bytes::from(body))
+            .await?;
         let task = decode_task(status, &bytes, key)?;
         if task.id.is_none() {
             // The video was probably created, but we cannot name it.
-            return Err(GatewayError::Decode {
+            return Err(UpstreamError::Decode {
                 status: status.as_u16(),
                 detail: "the answer carries no task id".into(),
             });
         }
         Ok(task)
-    }
-
-    /// A POST that must not reach the upstream twice: resent only when
-    /// nothing was sent (connect failure) or the gateway refused it with 429,
-    /// within the create budget.
-    async fn send_unrepeated(
-        &self,
-        key: &ApiKey,
-        url: &str,
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), GatewayError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let err = match self
-                .send(key, Method::POST, url, Some(body.clone()), Follow::Never)
-                .await
-            {
-                Ok(ok) => return Ok(ok),
-                Err(e) => e,
-            };
-            let retryable = matches!(
-                &err,
-                GatewayError::Connect { .. } | GatewayError::Api { status: 429, .. }
-            );
-            if !retryable || attempt >= self.config.retry.max_attempts {
-                return Err(err);
-            }
-            // A Retry-After longer than our cap: resending sooner would ignore
-            // the gateway's request; tell the user instead.
-            if let GatewayError::Api {
-                retry_after: Some(ra),
-                ..
-            } = &err
-                && *ra > self.config.retry.max_delay
-            {
-                return Err(err);
-            }
-            let delay = self.backoff(attempt, &err);
-            if started.elapsed() + delay > self.config.retry.create_budget {
-                return Err(err);
-            }
-            tracing::info!(attempt, ?delay, "request not accepted, retrying: {err}");
-            tokio::time::sleep(delay).await;
-        }
     }
 
     /// `GET /v1/tasks/{task_id}`; idempotent, so 429, 5xx and transport
@@ -253,16 +103,16 @@ impl GatewayClient {
         key: &ApiKey,
         task_id: &str,
         sync_upstream: bool,
-    ) -> Result<TaskObject, GatewayError> {
+    ) -> Result<TaskObject, UpstreamError> {
         validate_task_id(task_id)?;
-        let mut url = self.url(&format!(
+        let mut url = self.transport.url(&format!(
             "/v1/tasks/{}",
             utf8_percent_encode(task_id, SEGMENT)
         ));
         if sync_upstream {
             url.push_str("?sync_upstream=true");
         }
-        let (status, bytes) = self.send_idempotent(key, &url).await?;
+        let (status, bytes) = self.transport.send_idempotent(key, &url).await?;
         decode_task(status, &bytes, key)
     }
 
@@ -270,16 +120,17 @@ impl GatewayClient {
     /// "Credits and balance"), read concurrently, plus the price of one video
     /// from the public pricing endpoint when it answers. A gateway without the
     /// billing endpoints (404) is asked the older `/v1/account/credits`.
-    pub async fn balance(&self, key: &ApiKey) -> Result<Balance, GatewayError> {
+    pub async fn balance(&self, key: &ApiKey) -> Result<Balance, UpstreamError> {
+        let t = &self.transport;
         let (sub, usage, pricing) = tokio::join!(
-            self.get_json(key, "/dashboard/billing/subscription"),
-            self.get_json(key, "/dashboard/billing/usage"),
+            t.get_json(key, "/dashboard/billing/subscription"),
+            t.get_json(key, "/dashboard/billing/usage"),
             self.pricing(),
         );
         let price = pricing.and_then(|p| p.video_price(DEFAULT_GROUP));
         let sub = match sub {
             Err(e) if e.status() == Some(404) => {
-                let legacy = self.get_json(key, "/v1/account/credits").await?;
+                let legacy = t.get_json(key, "/v1/account/credits").await?;
                 return Ok(Balance {
                     credits: legacy_credits(&legacy),
                     price_per_video: price,
@@ -301,7 +152,7 @@ impl GatewayClient {
             .and_then(|u| u.total_usage)
             .map(|hundredths| hundredths / 100.0);
         if parsed.hard_limit_usd.is_none() {
-            return Err(GatewayError::Decode {
+            return Err(UpstreamError::Decode {
                 status: 200,
                 detail: format!(
                     "the billing answer has no hard_limit_usd: {}",
@@ -321,9 +172,9 @@ impl GatewayClient {
     }
 
     /// `GET /v1/models`: the model ids the key may call.
-    pub async fn models(&self, key: &ApiKey) -> Result<Vec<String>, GatewayError> {
-        let value = self.get_json(key, "/v1/models").await?;
-        let list: ModelList = serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+    pub async fn models(&self, key: &ApiKey) -> Result<Vec<String>, UpstreamError> {
+        let value = self.transport.get_json(key, "/v1/models").await?;
+        let list: ModelList = serde_json::from_value(value).map_err(|e| UpstreamError::Decode {
             status: 200,
             detail: format!("not a model list: {e}"),
         })?;
@@ -338,29 +189,32 @@ impl GatewayClient {
         key: &ApiKey,
         file_name: &str,
         data: &[u8],
-    ) -> Result<String, GatewayError> {
+    ) -> Result<String, UpstreamError> {
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(data);
         let body = serde_json::to_vec(&UploadRequest {
             file_data: &encoded,
             file_name,
         })
-        .map_err(|e| GatewayError::Decode {
+        .map_err(|e| UpstreamError::Decode {
             status: 0,
             detail: e.to_string(),
         })?;
         drop(encoded);
-        let url = self.url("/v1/files/upload/base64");
-        let (status, bytes) = self.send_unrepeated(key, &url, Bytes::from(body)).await?;
+        let url = self.transport.url("/v1/files/upload/base64");
+        let (status, bytes) = self
+            .transport
+            .send_unrepeated(key, &url, Bytes::from(body))
+            .await?;
         let value = parse_json(status, &bytes, key)?;
         let file: UploadedFile =
-            serde_json::from_value(value).map_err(|e| GatewayError::Decode {
+            serde_json::from_value(value).map_err(|e| UpstreamError::Decode {
                 status: status.as_u16(),
                 detail: format!("not an upload answer: {e}"),
             })?;
         file.url
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
-            .ok_or(GatewayError::Decode {
+            .ok_or(UpstreamError::Decode {
                 status: status.as_u16(),
                 detail: "the upload answer carries no file URL".into(),
             })
@@ -368,265 +222,12 @@ impl GatewayClient {
 
     /// The public pricing table; `None` whenever it does not answer quickly.
     async fn pricing(&self) -> Option<Pricing> {
-        let http = self.http().ok()?;
-        let resp = http
-            .get(self.url("/api/pricing"))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .timeout(PRICING_TIMEOUT.min(self.config.timeout))
-            .send()
-            .await
-            .ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        let bytes = read_capped(resp).await.ok()?;
+        let bytes = self
+            .transport
+            .get_public("/api/pricing", PRICING_TIMEOUT)
+            .await?;
         serde_json::from_slice(&bytes).ok()
     }
-
-    /// An idempotent GET whose JSON answer is passed on (key scrubbed).
-    async fn get_json(&self, key: &ApiKey, path: &str) -> Result<Value, GatewayError> {
-        let url = self.url(path);
-        let (status, bytes) = self.send_idempotent(key, &url).await?;
-        parse_json(status, &bytes, key)
-    }
-
-    async fn send_idempotent(
-        &self,
-        key: &ApiKey,
-        url: &str,
-    ) -> Result<(StatusCode, Bytes), GatewayError> {
-        let budget = self.config.retry.lookup_budget;
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let remaining = budget.saturating_sub(started.elapsed());
-            let sent = tokio::time::timeout(
-                remaining,
-                self.send(key, Method::GET, url, None, Follow::SameOrigin),
-            );
-            let err = match sent.await {
-                Ok(Ok(ok)) => return Ok(ok),
-                Ok(Err(e)) => e,
-                Err(_) => GatewayError::Timeout {
-                    timeout: started.elapsed(),
-                },
-            };
-            if !err.is_transient() || attempt >= self.config.retry.max_attempts {
-                return Err(err);
-            }
-            // A Retry-After longer than our cap: tell the user instead of blocking.
-            if let GatewayError::Api {
-                retry_after: Some(ra),
-                ..
-            } = &err
-                && *ra > self.config.retry.max_delay
-            {
-                return Err(err);
-            }
-            let delay = self.backoff(attempt, &err);
-            if started.elapsed() + delay >= budget {
-                return Err(err);
-            }
-            tracing::debug!(attempt, ?delay, "retrying idempotent request: {err}");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    fn backoff(&self, attempt: u32, err: &GatewayError) -> Duration {
-        let policy = &self.config.retry;
-        if let GatewayError::Api {
-            retry_after: Some(ra),
-            ..
-        } = err
-        {
-            return (*ra).min(policy.max_delay);
-        }
-        let exp = policy
-            .base_delay
-            .saturating_mul(1u32 << (attempt - 1).min(16))
-            .min(policy.max_delay);
-        // Full jitter between half and all of the exponential delay.
-        let half = exp / 2;
-        half + half.mul_f64(rand::random::<f64>())
-    }
-
-    /// One HTTP exchange (plus, for `Follow::SameOrigin`, up to
-    /// [`MAX_REDIRECTS`] redirects within the origin of the first URL);
-    /// non-2xx answers become `GatewayError::Api`, a redirect that is not
-    /// followed becomes `GatewayError::Redirect`.
-    async fn send(
-        &self,
-        key: &ApiKey,
-        method: Method,
-        url: &str,
-        body: Option<Bytes>,
-        follow: Follow,
-    ) -> Result<(StatusCode, Bytes), GatewayError> {
-        let http = self.http()?;
-        let first = url::Url::parse(url).map_err(|e| GatewayError::Connect {
-            detail: format!("HEYGEN_API_BASE does not make a valid URL ({e})"),
-        })?;
-        let mut current = first.clone();
-        let mut hops = 0usize;
-        loop {
-            let mut req = http
-                .request(method.clone(), current.clone())
-                .bearer_auth(key.expose())
-                .header(reqwest::header::ACCEPT, "application/json");
-            if let Some(body) = &body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
-            }
-            let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
-            let status = resp.status();
-            if status.is_redirection() {
-                let next = resp
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| current.join(v.trim()).ok());
-                let refusal = match (&next, follow) {
-                    (_, Follow::Never) => Some(RedirectRefusal::NotFollowed),
-                    (None, _) => Some(RedirectRefusal::NoTarget),
-                    (Some(n), _) if n.origin() != first.origin() => {
-                        Some(RedirectRefusal::OtherOrigin)
-                    }
-                    _ if hops >= MAX_REDIRECTS => Some(RedirectRefusal::TooMany),
-                    _ => None,
-                };
-                match (refusal, next) {
-                    (None, Some(next)) => {
-                        tracing::debug!(
-                            status = status.as_u16(),
-                            "following a same-origin redirect"
-                        );
-                        hops += 1;
-                        current = next;
-                        continue;
-                    }
-                    (refusal, next) => {
-                        let suggested_base = next
-                            .as_ref()
-                            .and_then(|n| suggest_base(n, &first, &self.config.base_url, key));
-                        return Err(GatewayError::Redirect {
-                            status: status.as_u16(),
-                            target: next.as_ref().map(|n| shown_url(n, key)),
-                            suggested_base,
-                            refusal: refusal.unwrap_or(RedirectRefusal::NoTarget),
-                        });
-                    }
-                }
-            }
-            let headers = resp.headers().clone();
-            let bytes = read_capped(resp)
-                .await
-                .map_err(|e| self.transport_error(&e))?;
-            if status.is_success() {
-                return Ok((status, bytes));
-            }
-            return Err(api_error(status, &headers, &bytes, key));
-        }
-    }
-
-    fn transport_error(&self, e: &reqwest::Error) -> GatewayError {
-        if e.is_connect() {
-            GatewayError::Connect {
-                detail: root_cause(e),
-            }
-        } else if e.is_timeout() {
-            GatewayError::Timeout {
-                timeout: self.config.timeout,
-            }
-        } else {
-            GatewayError::Transport {
-                detail: root_cause(e),
-            }
-        }
-    }
-}
-
-/// Whether `send` follows redirects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Follow {
-    /// Never (a create: re-sending it elsewhere could buy a second video).
-    Never,
-    /// Up to [`MAX_REDIRECTS`] within the first URL's origin.
-    SameOrigin,
-}
-
-/// A redirect target as shown to the user: no userinfo, query or fragment
-/// (they may carry secrets), the key scrubbed, one short line.
-fn shown_url(u: &url::Url, key: &ApiKey) -> String {
-    let mut u = u.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.set_fragment(None);
-    one_line(&key.scrub(u.as_str()), 300)
-}
-
-/// The `HEYGEN_API_BASE` a redirect points at, when its target is the
-/// requested path under another prefix or origin (`https://new/v1/tasks/x` for
-/// `http://old/v1/tasks/x` suggests `https://new`).
-fn suggest_base(next: &url::Url, first: &url::Url, base: &str, key: &ApiKey) -> Option<String> {
-    let base_path = url::Url::parse(base)
-        .ok()?
-        .path()
-        .trim_end_matches('/')
-        .to_string();
-    let endpoint = first.path().strip_prefix(&base_path)?;
-    if endpoint.is_empty() || endpoint == "/" {
-        return None;
-    }
-    let prefix = next.path().strip_suffix(endpoint)?;
-    let mut b = next.clone();
-    let _ = b.set_username("");
-    let _ = b.set_password(None);
-    b.set_query(None);
-    b.set_fragment(None);
-    b.set_path(prefix);
-    let shown = one_line(&key.scrub(b.as_str()), 300);
-    Some(shown.trim_end_matches('/').to_string())
-}
-
-async fn read_capped(mut resp: reqwest::Response) -> Result<Bytes, reqwest::Error> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = MAX_BODY.saturating_sub(buf.len());
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if buf.len() >= MAX_BODY {
-            break;
-        }
-    }
-    Ok(Bytes::from(buf))
-}
-
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    // reqwest's own message may contain the URL; the root cause does not.
-    let s = source.to_string();
-    if s.is_empty() {
-        "unknown error".into()
-    } else {
-        s
-    }
-}
-
-/// A JSON answer with anything echoing the key scrubbed.
-fn parse_json(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<Value, GatewayError> {
-    let mut value: Value = serde_json::from_slice(bytes).map_err(|e| GatewayError::Decode {
-        status: status.as_u16(),
-        detail: key.scrub(&format!("not JSON ({e}): {}", excerpt(bytes))),
-    })?;
-    if key.may_appear_in(bytes) {
-        key.scrub_json(&mut value);
-    }
-    Ok(value)
 }
 
 /// Reads the well-known fields of the older, undocumented credits answer.
@@ -656,8 +257,12 @@ fn legacy_credits(v: &Value) -> Credits {
     }
 }
 
-fn decode_task(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<TaskObject, GatewayError> {
-    let decode_error = |detail: String| GatewayError::Decode {
+fn decode_task(
+    status: StatusCode,
+    bytes: &[u8],
+    key: &ApiKey,
+) -> Result<TaskObject, UpstreamError> {
+    let decode_error = |detail: String| UpstreamError::Decode {
         status: status.as_u16(),
         detail: key.scrub(&detail),
     };
@@ -683,7 +288,7 @@ fn decode_task(status: StatusCode, bytes: &[u8], key: &ApiKey) -> Result<TaskObj
     serde_json::from_value(value).map_err(|e| decode_error(e.to_string()))
 }
 
-fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey) -> GatewayError {
+fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey) -> UpstreamError {
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
@@ -706,163 +311,13 @@ fn api_error(status: StatusCode, headers: &HeaderMap, bytes: &[u8], key: &ApiKey
             .iter()
             .find_map(|h| headers.get(*h)?.to_str().ok().map(|s| one_line(s, 100)))
     });
-    GatewayError::Api {
+    UpstreamError::Api {
+        upstream: Upstream::Gateway,
         status: status.as_u16(),
         code: body.code.map(|c| key.scrub(&one_line(&c, 100))),
-        kind: body.kind.map(|k| key.scrub(&one_line(&k, 100))),
+        param: None,
         message,
         request_id: request_id.map(|r| key.scrub(&r)),
         retry_after,
-    }
-}
-
-/// `Retry-After` as delay-seconds or as an HTTP date (RFC 9110 §10.2.3),
-/// capped at a day; a date in the past means "now".
-pub fn parse_retry_after(raw: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let raw = raw.trim();
-    if let Ok(secs) = raw.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs.min(86_400.0)));
-    }
-    let at = httpdate::parse_http_date(raw).ok()?;
-    Some(
-        at.duration_since(now)
-            .unwrap_or_default()
-            .min(Duration::from_secs(86_400)),
-    )
-}
-
-/// Finds `request_id: XYZ` / `request id: XYZ` / `request_id=XYZ` in a message.
-fn find_request_id(message: &str) -> Option<String> {
-    let lower = message.to_ascii_lowercase();
-    for marker in ["request_id", "request id", "requestid", "request-id"] {
-        if let Some(pos) = lower.find(marker) {
-            let rest = &message[pos + marker.len()..];
-            let rest = rest.trim_start_matches([':', '=', ' ', '"', '\'']);
-            let id: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                .collect();
-            if !id.is_empty() {
-                return Some(id);
-            }
-        }
-    }
-    None
-}
-
-/// A short, printable, single-line excerpt of a body (HTML tags removed).
-pub fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in text.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                out.push(' ');
-            }
-            _ if in_tag => {}
-            c => out.push(c),
-        }
-    }
-    let s = one_line(&out, EXCERPT_CHARS);
-    if s.is_empty() {
-        "(empty body)".into()
-    } else {
-        s
-    }
-}
-
-fn one_line(s: &str, max_chars: usize) -> String {
-    let collapsed: String = s
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if collapsed.chars().count() > max_chars {
-        let mut t: String = collapsed.chars().take(max_chars).collect();
-        t.push('…');
-        t
-    } else {
-        collapsed
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_id_allowlist() {
-        for ok in [
-            "task-unified-1757165031-uyujaw3d",
-            "a",
-            "A.b_c:d-e",
-            &"x".repeat(128),
-        ] {
-            assert!(validate_task_id(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "../account/credits",
-            "a/b",
-            "a?b",
-            "a#b",
-            "%2e%2e",
-            "a b",
-            "ü",
-            &"x".repeat(129),
-        ] {
-            assert!(validate_task_id(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn segment_encoding_keeps_one_segment() {
-        assert_eq!(
-            utf8_percent_encode("a:b.c-d_e/../x?y", SEGMENT).to_string(),
-            "a:b.c-d_e%2F..%2Fx%3Fy"
-        );
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Tue, 01 Dec 2026 10:00:00 GMT").unwrap();
-        let p = |v: &str| parse_retry_after(v, now);
-        assert_eq!(p("7"), Some(Duration::from_secs(7)));
-        assert_eq!(p(" 1.5 "), Some(Duration::from_millis(1500)));
-        assert_eq!(
-            p("Tue, 01 Dec 2026 10:00:30 GMT"),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(p("Tue, 01 Dec 2026 09:00:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(p("999999999"), Some(Duration::from_secs(86_400)));
-        for bad in ["-1", "soon", "", "NaN"] {
-            assert_eq!(p(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn request_id_is_found() {
-        assert_eq!(
-            find_request_id("no channel (request_id: 2025abc-9)").as_deref(),
-            Some("2025abc-9")
-        );
-        assert_eq!(find_request_id("nothing here"), None);
-    }
-
-    #[test]
-    fn excerpt_strips_html_and_truncates() {
-        let html =
-            b"<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>";
-        assert_eq!(excerpt(html), "502 Bad Gateway 502");
-        let long = "x".repeat(1000);
-        assert_eq!(excerpt(long.as_bytes()).chars().count(), EXCERPT_CHARS + 1);
     }
 }

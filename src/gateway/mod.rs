@@ -1,11 +1,12 @@
-//! The client of the upstream HeyGen Video Agent task API (`shared/UPSTREAM.md`).
+//! The gateway backend: the task API of `shared/UPSTREAM.md`.
 
+pub mod backend;
 pub mod client;
-pub mod error;
-pub mod secret;
 pub mod types;
 
-pub use client::{Balance, GatewayClient, GatewayConfig, RetryPolicy, validate_task_id};
-pub use error::{GatewayError, MONEY_RULE, Operation, RedirectRefusal};
-pub use secret::ApiKey;
+pub use crate::backend::{
+    ApiKey, MONEY_RULE, Operation, RedirectRefusal, UpstreamError,
+    http::{RetryPolicy, validate_task_id},
+};
+pub use client::{GatewayClient, GatewayConfig};
 pub use types::{CreateVideoRequest, Orientation, TaskObject, TaskStatus};

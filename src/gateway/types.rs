@@ -9,22 +9,23 @@ use serde_json::Value;
 /// The only model this server drives.
 pub const MODEL: &str = "heygen-video-agent";
 
-/// Landscape or portrait output; omitted means the agent decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(inline)]
-pub enum Orientation {
-    Landscape,
-    Portrait,
-}
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-impl Orientation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Orientation::Landscape => "landscape",
-            Orientation::Portrait => "portrait",
-        }
-    }
+pub use crate::video::Orientation;
+use crate::video::{TaskErrorView, TaskSnapshot, VideoStatus};
+
+/// Result links live 24 h after the task was created (UPSTREAM.md).
+pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Unix seconds (or milliseconds, which some gateways send) as a time.
+fn unix(secs: i64) -> Option<SystemTime> {
+    let secs = u64::try_from(secs).ok()?;
+    let secs = if secs > 100_000_000_000 {
+        secs / 1000
+    } else {
+        secs
+    };
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 /// Body of `POST /v1/videos/generations`. `None` fields are not serialised:
@@ -45,6 +46,22 @@ pub struct CreateVideoRequest {
     pub file_urls: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub incognito_mode: Option<bool>,
+}
+
+impl From<&crate::video::NewVideo> for CreateVideoRequest {
+    fn from(v: &crate::video::NewVideo) -> Self {
+        let urls = v.file_urls();
+        Self {
+            model: MODEL,
+            prompt: v.prompt.clone(),
+            avatar_id: v.avatar_id.clone(),
+            voice_id: v.voice_id.clone(),
+            style_id: v.style_id.clone(),
+            orientation: v.orientation,
+            file_urls: (!urls.is_empty()).then_some(urls),
+            incognito_mode: v.incognito_mode,
+        }
+    }
 }
 
 impl CreateVideoRequest {
@@ -83,6 +100,18 @@ impl TaskStatus {
             "failed" | "failure" | "error" => TaskStatus::Failed,
             "cancelled" | "canceled" => TaskStatus::Cancelled,
             _ => TaskStatus::Other(raw.to_string()),
+        }
+    }
+
+    /// The status in domain terms; an undocumented word counts as running.
+    pub fn domain(&self) -> VideoStatus {
+        match self {
+            TaskStatus::Pending => VideoStatus::Pending,
+            TaskStatus::Processing => VideoStatus::Processing,
+            TaskStatus::Completed => VideoStatus::Completed,
+            TaskStatus::Failed => VideoStatus::Failed,
+            TaskStatus::Cancelled => VideoStatus::Cancelled,
+            TaskStatus::Other(_) => VideoStatus::Unknown,
         }
     }
 
@@ -225,6 +254,46 @@ impl TaskObject {
     pub fn estimated_seconds(&self) -> Option<u64> {
         let t = self.task_info.as_ref()?.estimated_time?;
         (t.is_finite() && t >= 0.0).then(|| t.round() as u64)
+    }
+
+    /// The task in domain terms. Result links live [`LINK_LIFETIME`] after
+    /// creation; `fallback_id` names a task whose answer omitted its id.
+    pub fn snapshot(&self, fallback_id: &str) -> TaskSnapshot {
+        let status = self.status().domain();
+        let created_at = self.created.and_then(unix);
+        let video_urls = if status == VideoStatus::Completed {
+            self.video_urls()
+        } else {
+            Vec::new()
+        };
+        let links_expire_at = match (created_at, video_urls.is_empty()) {
+            (Some(c), false) => c.checked_add(LINK_LIFETIME),
+            _ => None,
+        };
+        let error = matches!(status, VideoStatus::Failed | VideoStatus::Cancelled)
+            .then(|| self.failure())
+            .flatten()
+            .map(|f| TaskErrorView {
+                code: f.code,
+                message: f.message,
+            });
+        TaskSnapshot {
+            task_id: self
+                .id
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| fallback_id.to_string()),
+            status,
+            upstream_status: self.raw_status.clone().unwrap_or_default(),
+            progress: self.progress_percent(),
+            created_at,
+            video_urls,
+            links_expire_at,
+            error,
+            estimated_seconds: self.estimated_seconds(),
+            thumbnail_url: None,
+            duration: None,
+        }
     }
 }
 

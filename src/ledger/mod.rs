@@ -23,12 +23,12 @@ use std::{
 };
 
 use futures::future::BoxFuture;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    gateway::CreateVideoRequest,
     tools::view::VideoTask,
-    video::{TaskErrorView, VideoStatus, rfc3339},
+    video::{FileRef, NewVideo, Orientation, TaskErrorView, VideoStatus, rfc3339},
 };
 
 pub use postgres::{PostgresLedger, PostgresUrl};
@@ -79,7 +79,7 @@ pub struct CreateIdentity {
 }
 
 impl CreateIdentity {
-    pub fn new(tenant: String, body: &CreateVideoRequest, idempotency_key: Option<String>) -> Self {
+    pub fn new(tenant: String, body: &NewVideo, idempotency_key: Option<String>) -> Self {
         Self {
             tenant,
             args_hash: args_hash(body),
@@ -108,12 +108,52 @@ impl CreateIdentity {
 /// SHA-256 (hex) of the normalised create arguments: the validated upstream
 /// body with the prompt's whitespace runs collapsed, so a retry that differs
 /// only in spacing counts as the same request.
-pub fn args_hash(body: &CreateVideoRequest) -> String {
-    let mut normalised = body.clone();
-    normalised.prompt = body.prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+pub fn args_hash(body: &NewVideo) -> String {
+    let urls = body.file_urls();
+    let assets: Vec<&str> = body
+        .files
+        .iter()
+        .filter_map(|f| match f {
+            FileRef::Asset(a) => Some(a.as_str()),
+            FileRef::Url(_) => None,
+        })
+        .collect();
+    let normalised = Canonical {
+        model: "heygen-video-agent",
+        prompt: body.prompt.split_whitespace().collect::<Vec<_>>().join(" "),
+        avatar_id: body.avatar_id.as_deref(),
+        voice_id: body.voice_id.as_deref(),
+        style_id: body.style_id.as_deref(),
+        orientation: body.orientation,
+        file_urls: (!urls.is_empty()).then_some(urls),
+        asset_ids: (!assets.is_empty()).then_some(assets),
+        incognito_mode: body.incognito_mode,
+    };
     let canonical = serde_json::to_vec(&normalised).unwrap_or_default();
     let digest = Sha256::digest(&canonical);
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The arguments as hashed: the field names and order of the first ledger
+/// format, so fingerprints recorded by earlier versions still match.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    model: &'static str,
+    prompt: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    avatar_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    voice_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    style_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orientation: Option<Orientation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file_urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asset_ids: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incognito_mode: Option<bool>,
 }
 
 /// The first `max` characters of `text` on one line, with `…` when cut.
@@ -250,6 +290,8 @@ impl LedgerRecord {
             prompt: Some(self.prompt_preview.clone()),
             idempotency_key: self.idempotency_key.clone(),
             links_expired: None,
+            thumbnail_url: None,
+            duration_seconds: None,
         }
     }
 }
@@ -459,17 +501,21 @@ mod tests {
 
     #[test]
     fn hash_ignores_whitespace_but_not_arguments() {
-        let a = CreateVideoRequest::new("A  cat\nsurfing ");
-        let b = CreateVideoRequest::new("A cat surfing");
+        let a = NewVideo::new("A  cat\nsurfing ");
+        let b = NewVideo::new("A cat surfing");
         assert_eq!(args_hash(&a), args_hash(&b));
-        let mut c = CreateVideoRequest::new("A cat surfing");
+        let mut c = NewVideo::new("A cat surfing");
         c.voice_id = Some("en-US-Studio-O".into());
         assert_ne!(args_hash(&b), args_hash(&c));
-        assert_ne!(
-            args_hash(&b),
-            args_hash(&CreateVideoRequest::new("A dog surfing"))
-        );
+        assert_ne!(args_hash(&b), args_hash(&NewVideo::new("A dog surfing")));
         assert_eq!(args_hash(&a).len(), 64);
+        // The fingerprint of the first ledger format: the gateway body.
+        let old = r#"{"model":"heygen-video-agent","prompt":"A cat surfing","voice_id":"en-US-Studio-O"}"#;
+        let digest: String = Sha256::digest(old.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(args_hash(&c), digest);
     }
 
     #[test]

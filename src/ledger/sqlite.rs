@@ -677,14 +677,10 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::CreateVideoRequest;
+    use crate::video::NewVideo;
 
     fn identity(tenant: &str, prompt: &str, key: Option<&str>) -> CreateIdentity {
-        CreateIdentity::new(
-            tenant.into(),
-            &CreateVideoRequest::new(prompt),
-            key.map(String::from),
-        )
+        CreateIdentity::new(tenant.into(), &NewVideo::new(prompt), key.map(String::from))
     }
 
     fn policy(window_ms: u64) -> ClaimPolicy {

@@ -14,7 +14,10 @@ use super::{
     VideoServer,
     view::{VideoTask, error_result},
 };
-use crate::gateway::{CreateVideoRequest, Operation, Orientation};
+use crate::{
+    backend::Operation,
+    video::{FileRef, NewVideo, Orientation},
+};
 
 pub const MAX_PROMPT_CHARS: usize = 10_000;
 pub const MAX_FILE_URLS: usize = 20;
@@ -79,7 +82,7 @@ fn orientation_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Orient
 impl CreateVideoParams {
     /// Every rule of the schema, enforced before anything is sent (rmcp does
     /// not validate arguments against the schema). Returns the upstream body.
-    pub fn validate(&self) -> Result<CreateVideoRequest, String> {
+    pub fn validate(&self) -> Result<NewVideo, String> {
         let chars = self.prompt.chars().count();
         if self.prompt.trim().is_empty() {
             return Err(
@@ -100,7 +103,7 @@ impl CreateVideoParams {
                  (e.g. summarise the script) and try again."
             ));
         }
-        let mut body = CreateVideoRequest::new(self.prompt.clone());
+        let mut body = NewVideo::new(self.prompt.clone());
         body.avatar_id = optional_id("avatar_id", &self.avatar_id)?;
         body.voice_id = optional_id("voice_id", &self.voice_id)?;
         body.style_id = optional_id("style_id", &self.style_id)?;
@@ -117,9 +120,7 @@ impl CreateVideoParams {
             for (i, u) in urls.iter().enumerate() {
                 checked.push(check_url(i, u)?);
             }
-            if !checked.is_empty() {
-                body.file_urls = Some(checked);
-            }
+            body.files = checked.into_iter().map(FileRef::Url).collect();
         }
         let urls = self.file_urls.as_ref().map_or(0, Vec::len);
         let paths = self.file_paths.as_ref().map_or(0, Vec::len);
@@ -285,7 +286,7 @@ impl VideoServer {
         let key = self
             .resolve_key(&ctx)
             .map_err(|e| error_result(e.user_message(Operation::Create)))?;
-        let files = super::files::check_all(&paths)
+        let files = super::files::check_all(&paths, self.state.caps().max_upload_bytes)
             .await
             .map_err(|e| error_result(format!("Invalid arguments: {e}. Nothing was created.")))?;
         // A signed-in user spending the server's key draws on its daily budget.
@@ -384,7 +385,7 @@ mod tests {
         ] {
             assert!(with(vec![bad]).validate().is_err(), "{bad}");
         }
-        assert_eq!(with(vec![]).validate().unwrap().file_urls, None);
+        assert!(with(vec![]).validate().unwrap().files.is_empty());
     }
 
     #[test]
@@ -395,7 +396,10 @@ mod tests {
             style_id: Some(" modern_vlog_01 ".into()),
             ..p("hello")
         };
-        let body = serde_json::to_value(params.validate().unwrap()).unwrap();
+        let body = serde_json::to_value(crate::gateway::CreateVideoRequest::from(
+            &params.validate().unwrap(),
+        ))
+        .unwrap();
         assert_eq!(
             body,
             serde_json::json!({"model": "heygen-video-agent", "prompt": "hello", "style_id": "modern_vlog_01"})

@@ -17,7 +17,8 @@ use super::{
     view::{error_result, structured_result},
 };
 use crate::{
-    gateway::{Balance, Operation},
+    backend::{BackendKind, Operation},
+    video::Balance,
     video::Credits,
 };
 
@@ -68,7 +69,7 @@ fn amount(v: f64, unit: &Option<String>) -> String {
 }
 
 /// A readable summary of the balance.
-pub fn summary(view: &CreditsView) -> String {
+pub fn summary(view: &CreditsView, kind: BackendKind) -> String {
     let c = &view.credits;
     let mut s = String::from("Balance of the configured API key: ");
     if c.unlimited {
@@ -88,7 +89,7 @@ pub fn summary(view: &CreditsView) -> String {
             parts.push(format!("{} in total", amount(t, &c.unit)));
         }
         if parts.is_empty() {
-            s.push_str("not stated by the gateway (see upstream)");
+            s.push_str("not stated by the upstream (see upstream)");
         } else {
             s.push_str(&parts.join(", "));
         }
@@ -105,6 +106,9 @@ pub fn summary(view: &CreditsView) -> String {
             }
             s.push('.');
         }
+        None if kind == BackendKind::Heygen => s.push_str(
+            " HeyGen charges by the length of the finished video (the agent chooses it); a failed video is not charged.",
+        ),
         None => s.push_str(
             " A video's price is not published by this gateway; credits are reserved when create_video succeeds.",
         ),
@@ -136,12 +140,13 @@ impl VideoServer {
             .map_err(|e| error_result(e.user_message(Operation::Credits)))?;
         let view = CreditsView::from(
             self.state
-                .gateway
+                .backend
                 .balance(&key)
                 .await
                 .map_err(|e| error_result(e.user_message(Operation::Credits)))?,
         );
-        Ok(structured_result(summary(&view), &view))
+        let kind = self.state.caps().kind;
+        Ok(structured_result(summary(&view, kind), &view))
     }
 }
 
@@ -160,20 +165,26 @@ mod tests {
 
     #[test]
     fn summary_states_balance_price_and_unit() {
-        let s = summary(&view(
-            Credits::from_quota(Some(100.0), Some(12.5), None),
-            Some(2.5),
-        ));
+        let s = summary(
+            &view(
+                Credits::from_quota(Some(100.0), Some(12.5), None),
+                Some(2.5),
+            ),
+            BackendKind::Gateway,
+        );
         assert!(s.contains("87.5 remaining, 12.5 used, 100 in total"), "{s}");
         assert!(s.contains("quota unit"), "{s}");
         assert!(
             s.contains("One video costs 2.5; the balance pays for 35 more"),
             "{s}"
         );
-        let s = summary(&view(
-            Credits::from_quota(Some(1e8), Some(3.0), Some("USD".into())),
-            None,
-        ));
+        let s = summary(
+            &view(
+                Credits::from_quota(Some(1e8), Some(3.0), Some("USD".into())),
+                None,
+            ),
+            BackendKind::Gateway,
+        );
         assert!(s.contains("unlimited quota (3 USD used)"), "{s}");
         assert!(s.contains("not published"), "{s}");
         assert!(!s.contains("quota unit"), "{s}");

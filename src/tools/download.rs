@@ -20,11 +20,11 @@ use super::{
 };
 pub use crate::downloads::{Downloads, TenantQuota};
 use crate::{
+    backend::{ApiKey, Operation},
     downloads::{
         FreshLink, Job, JobSpec, JobState, LinkRefresh, OnSaved, caller_dir, default_file_name,
         free_path, reusable, sanitize_file_name,
     },
-    gateway::{ApiKey, Operation},
 };
 
 /// Arguments of `download_video`.
@@ -106,11 +106,11 @@ impl VideoServer {
             let (state, key, task_id) = (state.clone(), key.clone(), task_id.clone());
             Box::pin(async move {
                 let task = state
-                    .gateway
-                    .get_task(&key, &task_id, state.options.sync_upstream)
+                    .backend
+                    .status(&key, &task_id)
                     .await
                     .map_err(|e| e.user_message(Operation::GetTask))?;
-                let view = VideoTask::from_upstream(&task, &task_id, SystemTime::now());
+                let view = VideoTask::from_snapshot(&task, SystemTime::now(), state.caps());
                 Ok(match view.video_urls.first() {
                     Some(u) => FreshLink::Url(u.clone()),
                     None => FreshLink::Missing {
@@ -183,7 +183,7 @@ impl VideoServer {
         let target = free_path(&requested).await;
         let job = downloads.start(
             JobSpec {
-                upstream_base: self.state.gateway.config().base_url.clone(),
+                upstream_base: self.state.backend.base_url().to_string(),
                 max_bytes: options.max_download_bytes,
                 refresh: self.link_refresh(key, &view.task_id),
                 on_saved: self.record_saved(key, &view.task_id),
@@ -314,7 +314,7 @@ impl VideoServer {
         let call_ct = CancellationToken::new();
         let job = downloads.start(
             JobSpec {
-                upstream_base: self.state.gateway.config().base_url.clone(),
+                upstream_base: self.state.backend.base_url().to_string(),
                 max_bytes: options.max_download_bytes,
                 refresh: self.link_refresh(&key, &task_id),
                 on_saved: self.record_saved(&key, &task_id),

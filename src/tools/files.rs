@@ -1,7 +1,7 @@
 //! `file_paths` of `create_video`: local files used as reference material.
 //! Every check that can fail runs before anything is bought: the path is
 //! absolute, the file exists, is a regular file of an accepted type and at
-//! most [`MAX_FILE_BYTES`] (both known from its name and metadata, before it
+//! most the backend's upload limit (both known from its name and metadata, before it
 //! is read). Each file is read once for its digest (so an identical repeat is
 //! recognised without uploading again) and once more when it is uploaded.
 
@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
-
-/// The gateway's upload takes the whole file as base64 in one JSON body.
-pub const MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
 
 /// Extensions the Video Agent can use as reference material.
 const ACCEPTED: &[&str] = &[
@@ -42,10 +39,10 @@ fn expand_home(raw: &str) -> PathBuf {
 
 /// Checks every path and reads each file's digest; the first problem is an
 /// error naming the entry and what to do.
-pub async fn check_all(paths: &[String]) -> Result<Vec<LocalFile>, String> {
+pub async fn check_all(paths: &[String], max_bytes: u64) -> Result<Vec<LocalFile>, String> {
     let mut out = Vec::with_capacity(paths.len());
     for (i, raw) in paths.iter().enumerate() {
-        let file = check_one(raw.trim())
+        let file = check_one(raw.trim(), max_bytes)
             .await
             .map_err(|why| format!("file_paths[{i}] ({:?}) {why}", super::excerpt(raw)))?;
         out.push(file);
@@ -53,7 +50,7 @@ pub async fn check_all(paths: &[String]) -> Result<Vec<LocalFile>, String> {
     Ok(out)
 }
 
-async fn check_one(raw: &str) -> Result<LocalFile, String> {
+async fn check_one(raw: &str, max_bytes: u64) -> Result<LocalFile, String> {
     if raw.is_empty() {
         return Err("is empty; pass the absolute path of a local file".into());
     }
@@ -97,15 +94,15 @@ async fn check_one(raw: &str) -> Result<LocalFile, String> {
     if meta.len() == 0 {
         return Err("is empty".into());
     }
-    if meta.len() > MAX_FILE_BYTES {
+    if meta.len() > max_bytes {
         return Err(format!(
             "is {} MB; at most {} MB can be uploaded: shrink it, or put it online and pass its \
              URL in file_urls",
             meta.len().div_ceil(1024 * 1024),
-            MAX_FILE_BYTES / (1024 * 1024)
+            max_bytes / (1024 * 1024)
         ));
     }
-    let digest = digest_of(&path, MAX_FILE_BYTES)
+    let digest = digest_of(&path, max_bytes)
         .await
         .map_err(|e| format!("cannot be read ({e})"))?;
     Ok(LocalFile {
@@ -142,20 +139,20 @@ async fn digest_of(path: &Path, cap: u64) -> std::io::Result<String> {
 
 /// Reads a checked file for its upload, refusing one that changed size or
 /// grew past the limit since it was checked.
-pub async fn read_for_upload(file: &LocalFile) -> Result<Vec<u8>, String> {
+pub async fn read_for_upload(file: &LocalFile, max_bytes: u64) -> Result<Vec<u8>, String> {
     let f = tokio::fs::File::open(&file.path)
         .await
         .map_err(|e| format!("{} can no longer be read ({e})", file.path.display()))?;
     let mut data = Vec::with_capacity(file.size as usize);
-    f.take(MAX_FILE_BYTES + 1)
+    f.take(max_bytes + 1)
         .read_to_end(&mut data)
         .await
         .map_err(|e| format!("{} can no longer be read ({e})", file.path.display()))?;
-    if data.len() as u64 > MAX_FILE_BYTES {
+    if data.len() as u64 > max_bytes {
         return Err(format!(
             "{} grew past {} MB while the video was being prepared",
             file.path.display(),
-            MAX_FILE_BYTES / (1024 * 1024)
+            max_bytes / (1024 * 1024)
         ));
     }
     Ok(data)
@@ -163,6 +160,7 @@ pub async fn read_for_upload(file: &LocalFile) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
+    const LIMIT: u64 = 20 * 1024 * 1024;
     use super::*;
 
     #[tokio::test]
@@ -177,7 +175,7 @@ mod tests {
         std::fs::write(&empty, b"").unwrap();
         let s = |p: &Path| p.display().to_string();
 
-        let ok = check_all(&[s(&png)]).await.unwrap();
+        let ok = check_all(&[s(&png)], LIMIT).await.unwrap();
         assert_eq!(ok[0].name, "a.PNG");
         assert_eq!(ok[0].size, 8);
         assert_eq!(ok[0].digest.len(), 64);
@@ -189,7 +187,7 @@ mod tests {
             (s(&dir), "not a file type"),
             (String::new(), "is empty"),
         ] {
-            let e = check_all(&[s(&png), bad.clone()]).await.unwrap_err();
+            let e = check_all(&[s(&png), bad.clone()], LIMIT).await.unwrap_err();
             assert!(e.starts_with("file_paths[1]"), "{e}");
             assert!(e.contains(why), "{bad}: {e}");
         }

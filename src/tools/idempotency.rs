@@ -21,7 +21,7 @@
 //!    settlement.
 //!
 //! Everything is scoped by the tenant (the signed-in user, else the key's
-//! fingerprint; see [`crate::gateway::ApiKey::tenant`]). Without a
+//! fingerprint; see [`crate::backend::ApiKey::tenant`]). Without a
 //! ledger only step 1 applies.
 
 use std::{
@@ -46,11 +46,12 @@ use super::{
     view::{VideoTask, error_result, human_duration},
 };
 use crate::{
-    gateway::{ApiKey, CreateVideoRequest, Operation, TaskObject},
+    backend::{ApiKey, Operation},
     ledger::{
         Claim, ClaimPolicy, CreateIdentity, HEARTBEAT_EVERY, KEY_LIFETIME, LedgerRecord,
         ORPHANED_AFTER, Settle,
     },
+    video::{FileRef, NewVideo, TaskSnapshot},
 };
 
 /// Longest an identical create running elsewhere (another process) is waited for.
@@ -270,11 +271,10 @@ impl VideoServer {
     }
 
     fn claim_policy(&self) -> ClaimPolicy {
-        let gw = self.state.gateway.config();
         ClaimPolicy {
             window: self.state.options.dedupe_window,
             key_lifetime: KEY_LIFETIME,
-            stale_after: gw.timeout + gw.retry.create_budget + Duration::from_secs(60),
+            stale_after: self.state.backend.create_deadline() + Duration::from_secs(60),
             orphaned_after: ORPHANED_AFTER,
             joined: None,
         }
@@ -285,7 +285,7 @@ impl VideoServer {
     pub(crate) async fn create_once(
         &self,
         key: ApiKey,
-        body: CreateVideoRequest,
+        body: NewVideo,
         idempotency_key: Option<String>,
         files: Vec<LocalFile>,
         charge: Option<Charge>,
@@ -369,7 +369,7 @@ impl VideoServer {
     async fn create_as_leader(
         &self,
         key: &ApiKey,
-        body: &CreateVideoRequest,
+        body: &NewVideo,
         identity: &CreateIdentity,
         files: &[LocalFile],
     ) -> Result<Made, CallToolResult> {
@@ -438,9 +438,9 @@ impl VideoServer {
             body
         } else {
             match self.upload_all(key, files).await {
-                Ok(urls) => {
+                Ok(refs) => {
                     let mut with = body.clone();
-                    with.file_urls.get_or_insert_with(Vec::new).extend(urls);
+                    with.files.extend(refs);
                     uploaded = with;
                     &uploaded
                 }
@@ -457,9 +457,9 @@ impl VideoServer {
         };
 
         tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
-        let result = self.state.gateway.create_video(key, body).await;
-        let view = result.as_ref().ok().map(|task: &TaskObject| {
-            let mut v = VideoTask::created(task, SystemTime::now());
+        let result = self.state.backend.create(key, body).await;
+        let view = result.as_ref().ok().map(|task: &TaskSnapshot| {
+            let mut v = VideoTask::created(task, SystemTime::now(), self.state.caps());
             v.idempotency_key = identity.idempotency_key.clone();
             v
         });
@@ -495,17 +495,17 @@ impl VideoServer {
 
     /// Uploads each local file once, in order; the first failure ends it with
     /// a message saying that no video was created.
-    async fn upload_all(&self, key: &ApiKey, files: &[LocalFile]) -> Result<Vec<String>, String> {
+    async fn upload_all(&self, key: &ApiKey, files: &[LocalFile]) -> Result<Vec<FileRef>, String> {
         let mut urls = Vec::with_capacity(files.len());
         for file in files {
-            let data = super::files::read_for_upload(file)
+            let data = super::files::read_for_upload(file, self.state.caps().max_upload_bytes)
                 .await
                 .map_err(|e| format!("Creating the video failed: {e}. Nothing was created."))?;
             tracing::info!(bytes = data.len(), "uploading a reference file");
             let url = self
                 .state
-                .gateway
-                .upload_file(key, &file.name, &data)
+                .backend
+                .upload(key, &file.name, &data)
                 .await
                 .map_err(|e| {
                     format!(
@@ -535,14 +535,9 @@ impl VideoServer {
             && !accept_any
             && let Some(task_id) = &record.task_id
         {
-            match self
-                .state
-                .gateway
-                .get_task(key, task_id, self.state.options.sync_upstream)
-                .await
-            {
+            match self.state.backend.status(key, task_id).await {
                 Ok(task) => {
-                    let fresh = VideoTask::from_upstream(&task, task_id, now);
+                    let fresh = VideoTask::from_snapshot(&task, now, self.state.caps());
                     if let Some(ledger) = &self.state.options.ledger {
                         // Awaited: the next claim must see it.
                         let _ = ledger.record_status(&record.tenant, &fresh).await;
@@ -561,7 +556,7 @@ impl VideoServer {
                 Err(e) => tracing::debug!(%task_id, "re-checking an earlier task failed: {e}"),
             }
         }
-        view.refresh_next_step(now);
+        view.refresh_next_step(now, self.state.caps());
         list::apply_expiry(&mut view, now);
         view.reused = Some(true);
         Some(view)
@@ -705,14 +700,14 @@ mod tests {
     }
 
     fn server(sim: &Simulator, ledger: Option<Arc<dyn Ledger>>) -> VideoServer {
-        VideoServer::new(Arc::new(AppState {
-            gateway: GatewayClient::new(GatewayConfig::new(sim.base_url())),
-            server_key: ApiKey::new(KEY),
-            options: ToolOptions {
+        VideoServer::new(Arc::new(AppState::new(
+            Arc::new(GatewayClient::new(GatewayConfig::new(sim.base_url()))),
+            ApiKey::new(KEY),
+            ToolOptions {
                 ledger,
                 ..ToolOptions::default()
             },
-        }))
+        )))
     }
 
     fn key() -> ApiKey {
@@ -726,11 +721,7 @@ mod tests {
         prompt: &str,
         idem: Option<&str>,
     ) -> tokio::task::JoinHandle<Result<CallToolResult, CallToolResult>> {
-        let (s, body, idem) = (
-            s.clone(),
-            CreateVideoRequest::new(prompt),
-            idem.map(String::from),
-        );
+        let (s, body, idem) = (s.clone(), NewVideo::new(prompt), idem.map(String::from));
         tokio::spawn(async move { s.create_once(key(), body, idem, Vec::new(), None).await })
     }
 

@@ -18,7 +18,7 @@ use super::{
     view::{VideoStatus, VideoTask, WAIT_HINT, error_result, rfc3339, structured_result},
 };
 use crate::{
-    gateway::Operation,
+    backend::Operation,
     ledger::{LedgerError, LedgerRecord, ListQuery, RecordState},
 };
 
@@ -476,7 +476,7 @@ impl VideoServer {
         for rec in &rows {
             if rec.state == RecordState::Created && rec.task_id.is_some() {
                 let mut v = rec.to_view();
-                v.refresh_next_step(now);
+                v.refresh_next_step(now, self.state.caps());
                 apply_expiry(&mut v, now);
                 videos.push(v);
             } else {
@@ -588,6 +588,8 @@ mod tests {
             prompt: None,
             idempotency_key: None,
             links_expired: None,
+            thumbnail_url: None,
+            duration_seconds: None,
         };
         let mut fresh = v.clone();
         apply_expiry(&mut fresh, at("2026-11-29T08:00:00Z"));

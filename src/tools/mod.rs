@@ -2,7 +2,9 @@
 //! cheap to clone (one `Arc`), because the HTTP transport builds one per
 //! stateless request; the tool router is built once per process.
 
+pub mod advice;
 pub mod budget;
+pub mod catalog;
 pub mod create;
 pub mod credits;
 pub mod download;
@@ -28,8 +30,8 @@ use rmcp::{
 };
 
 use crate::{
+    backend::{ApiKey, BackendKind, Capabilities, Catalog, UpstreamError, VideoBackend},
     downloads::{DEFAULT_MAX_DOWNLOAD_BYTES, TenantQuota},
-    gateway::{ApiKey, GatewayClient, GatewayError},
     ledger::Ledger,
 };
 
@@ -80,8 +82,6 @@ pub struct ToolSettings {
 /// Options that shape the tools' behaviour.
 #[derive(Debug, Clone)]
 pub struct ToolOptions {
-    /// Ask the gateway to refresh a running task from HeyGen on each status check.
-    pub sync_upstream: bool,
     /// Whether and how HTTP callers bring their own key.
     pub caller_keys: CallerKeys,
     /// The server speaks Streamable HTTP: saved files land on the server's
@@ -123,7 +123,6 @@ pub struct ToolOptions {
 impl Default for ToolOptions {
     fn default() -> Self {
         Self {
-            sync_upstream: true,
             caller_keys: CallerKeys::Off,
             http_mode: false,
             download_dir: None,
@@ -194,12 +193,44 @@ impl Principal {
     }
 }
 
+/// The catalogue tools' source: the backend's own, or HeyGen's read with a
+/// separate key (`HEYGEN_CATALOG_KEY`) beside the gateway.
+#[derive(Debug, Clone)]
+pub struct CatalogAccess {
+    pub catalog: Arc<dyn Catalog>,
+    /// `None`: the caller's key (the backend's own catalogue).
+    pub key: Option<ApiKey>,
+}
+
 /// State shared by every server instance of the process.
 #[derive(Debug)]
 pub struct AppState {
-    pub gateway: GatewayClient,
+    pub backend: Arc<dyn VideoBackend>,
     pub server_key: Option<ApiKey>,
     pub options: ToolOptions,
+    /// Where list_avatars, list_voices and list_styles look; `None`: they are
+    /// not listed.
+    pub catalog: Option<CatalogAccess>,
+}
+
+impl AppState {
+    /// State over one backend; its catalogue (if any) serves the catalogue tools.
+    pub fn new(
+        backend: Arc<dyn VideoBackend>,
+        server_key: Option<ApiKey>,
+        options: ToolOptions,
+    ) -> Self {
+        Self {
+            backend,
+            server_key,
+            options,
+            catalog: None,
+        }
+    }
+
+    pub fn caps(&self) -> &Capabilities {
+        self.backend.capabilities()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +254,7 @@ impl VideoServer {
     pub(crate) fn resolve_key(
         &self,
         ctx: &RequestContext<RoleServer>,
-    ) -> Result<ApiKey, GatewayError> {
+    ) -> Result<ApiKey, UpstreamError> {
         let principal = ctx
             .extensions
             .get::<http::request::Parts>()
@@ -235,7 +266,7 @@ impl VideoServer {
         })
     }
 
-    fn resolve_raw_key(&self, ctx: &RequestContext<RoleServer>) -> Result<ApiKey, GatewayError> {
+    fn resolve_raw_key(&self, ctx: &RequestContext<RoleServer>) -> Result<ApiKey, UpstreamError> {
         let mode = self.state.options.caller_keys;
         if mode != CallerKeys::Off
             && let Some(parts) = ctx.extensions.get::<http::request::Parts>()
@@ -247,12 +278,12 @@ impl VideoServer {
                 .to_str()
                 .ok()
                 .and_then(ApiKey::new)
-                .ok_or(GatewayError::CallerKeyRequired { unusable: true });
+                .ok_or(UpstreamError::CallerKeyRequired { unusable: true });
         }
         match (mode, &self.state.server_key) {
-            (CallerKeys::Required, _) => Err(GatewayError::CallerKeyRequired { unusable: false }),
+            (CallerKeys::Required, _) => Err(UpstreamError::CallerKeyRequired { unusable: false }),
             (_, Some(key)) => Ok(key.clone()),
-            (_, None) => Err(GatewayError::MissingKey {
+            (_, None) => Err(UpstreamError::MissingKey {
                 header_hint: mode != CallerKeys::Off,
             }),
         }
@@ -269,22 +300,49 @@ pub(crate) fn excerpt(s: &str) -> String {
     out
 }
 
-/// All tools, built once per process, with schemas every client accepts
-/// (see [`schema`]).
-pub fn router() -> &'static ToolRouter<VideoServer> {
-    static ROUTER: OnceLock<ToolRouter<VideoServer>> = OnceLock::new();
-    ROUTER.get_or_init(|| {
+/// The tools for a backend, built once per process and kind, with schemas
+/// every client accepts (see [`schema`]) and descriptions worded from the
+/// backend's capabilities. The catalogue tools are listed only when there is
+/// a catalogue.
+pub fn router_for(caps: &Capabilities, catalog: bool) -> &'static ToolRouter<VideoServer> {
+    static ROUTERS: [OnceLock<ToolRouter<VideoServer>>; 4] = [
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+        OnceLock::new(),
+    ];
+    let heygen = caps.kind == BackendKind::Heygen;
+    let slot = usize::from(heygen) * 2 + usize::from(catalog);
+    ROUTERS[slot].get_or_init(|| {
         let mut router = VideoServer::create_router()
             + VideoServer::status_router()
             + VideoServer::download_router()
             + VideoServer::credits_router()
             + VideoServer::list_router();
+        if catalog {
+            router += VideoServer::catalog_router();
+        }
         for route in router.map.values_mut() {
             schema::make_portable(&mut route.attr);
             if player::PLAYER_TOOLS.contains(&route.attr.name.as_ref()) {
                 route.attr.meta = Some(player::tool_meta());
             }
+            if heygen && let Some(d) = route.attr.description.as_mut() {
+                *d = advice::adapt(d, caps).into();
+            }
         }
         router
     })
+}
+
+/// Every tool there is (the gateway's wording, the catalogue included).
+pub fn router() -> &'static ToolRouter<VideoServer> {
+    router_for(&crate::gateway::backend::capabilities(), true)
+}
+
+impl VideoServer {
+    /// The tools of this server's backend.
+    pub fn tool_router(&self) -> &'static ToolRouter<VideoServer> {
+        router_for(self.state.caps(), self.state.catalog.is_some())
+    }
 }

@@ -18,7 +18,7 @@ use super::{
     progress::ProgressReporter,
     view::{VideoStatus, VideoTask, WAIT_HINT, error_result},
 };
-use crate::gateway::{ApiKey, Operation, validate_task_id};
+use crate::backend::{ApiKey, Operation, http::validate_task_id};
 
 /// Arguments of `get_video_status`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -89,11 +89,11 @@ impl VideoServer {
     ) -> Result<VideoTask, CallToolResult> {
         let task = self
             .state
-            .gateway
-            .get_task(key, task_id, self.state.options.sync_upstream)
+            .backend
+            .status(key, task_id)
             .await
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
-        let view = VideoTask::from_upstream(&task, task_id, SystemTime::now());
+        let view = VideoTask::from_snapshot(&task, SystemTime::now(), self.state.caps());
         self.remember(key, &view);
         Ok(view)
     }
@@ -214,7 +214,7 @@ impl VideoServer {
                 }
                 WaitEnd::RanOut(mut view) => {
                     let waited = started.elapsed().as_secs_f64().round();
-                    view.next_step = still_rendering_step(&view);
+                    view.next_step = still_rendering_step(&view, self.state.caps());
                     (
                         view,
                         format!("Still rendering after waiting {waited} s (this is normal)."),
@@ -244,13 +244,13 @@ impl VideoServer {
 }
 
 /// The next step after a wait that ran out: ask again, never re-create.
-fn still_rendering_step(view: &VideoTask) -> String {
+fn still_rendering_step(view: &VideoTask, caps: &crate::backend::Capabilities) -> String {
     format!(
         "Still rendering ({}%): the wait ran out, which is normal (nothing failed). Call \
          get_video_status for task_id {} again in about {} s ({WAIT_HINT}). Do not call \
          create_video again for this video.",
         view.progress,
         view.task_id,
-        view.poll_hint_secs()
+        view.poll_hint_secs(caps)
     )
 }

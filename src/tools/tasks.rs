@@ -26,15 +26,12 @@ use rmcp::{
 use serde_json::{Value, json};
 
 use super::{
-    VideoServer, router,
+    VideoServer,
     status::headline,
     view::{VideoStatus, VideoTask, error_result, rfc3339},
 };
-use crate::gateway::{GatewayError, Operation, validate_task_id};
+use crate::backend::{Cancelled, Operation, http::validate_task_id};
 
-/// How long a task stays retrievable, as announced to clients: the result
-/// links live 24 h after creation.
-const TASK_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The smallest poll interval announced.
 const MIN_POLL: Duration = Duration::from_millis(100);
 
@@ -68,15 +65,32 @@ fn not_found(task_id: &str) -> ErrorData {
 }
 
 impl VideoServer {
+    /// The poll interval announced: the configured pause, at least the
+    /// backend's own minimum (renders of 20–45 minutes need no 5 s polls).
     fn poll_interval_ms(&self) -> u64 {
-        ms(self.state.options.poll_interval.max(MIN_POLL))
+        let caps = self.state.caps();
+        ms(self
+            .state
+            .options
+            .poll_interval
+            .max(caps.min_task_poll)
+            .max(MIN_POLL))
+    }
+
+    /// How long a task stays retrievable, as announced to clients: as long
+    /// as its result links live.
+    fn task_ttl(&self) -> Duration {
+        match self.state.caps().links {
+            crate::backend::LinkLifetime::AfterCreation(d)
+            | crate::backend::LinkLifetime::Renewed(d) => d,
+        }
     }
 
     fn task_of(&self, view: &VideoTask, status: TaskStatus, message: String) -> Task {
         let now = rfc3339(SystemTime::now());
         let created = view.created_at.clone().unwrap_or_else(|| now.clone());
         let mut task = Task::new(view.task_id.clone(), status, created, now)
-            .with_ttl_ms(ms(TASK_TTL))
+            .with_ttl_ms(ms(self.task_ttl()))
             .with_status_message(message);
         if !status.is_terminal() {
             task = task.with_poll_interval_ms(self.poll_interval_ms());
@@ -93,7 +107,8 @@ impl VideoServer {
     ) -> Result<CallToolResponse, ErrorData> {
         // Decided before anything reaches the upstream.
         let as_task = TASK_TOOLS.contains(&request.name.as_ref()) && wants_task(&context);
-        let response = router()
+        let response = self
+            .tool_router()
             .call(ToolCallContext::new(self, request, context))
             .await?;
         if !as_task {
@@ -143,14 +158,10 @@ impl VideoServer {
         let key = self
             .resolve_key(&context)
             .map_err(|e| ErrorData::invalid_request(e.user_message(Operation::GetTask), None))?;
-        let lookup = self
-            .state
-            .gateway
-            .get_task(&key, &task_id, self.state.options.sync_upstream)
-            .await;
+        let lookup = self.state.backend.status(&key, &task_id).await;
         let task = match lookup {
             Ok(t) => t,
-            Err(GatewayError::Api { status: 404, .. }) => return Err(not_found(&task_id)),
+            Err(e) if e.is_not_found() => return Err(not_found(&task_id)),
             Err(e) if e.is_transient() => {
                 // Keep the client polling: the video renders regardless.
                 let view = VideoTask {
@@ -174,7 +185,7 @@ impl VideoServer {
                 ));
             }
         };
-        let mut view = VideoTask::from_upstream(&task, &task_id, SystemTime::now());
+        let mut view = VideoTask::from_snapshot(&task, SystemTime::now(), self.state.caps());
         self.remember(&key, &view);
         let detailed = match view.status {
             VideoStatus::Completed => {
@@ -221,9 +232,10 @@ impl VideoServer {
         Ok(GetTaskResult::new(detailed))
     }
 
-    /// `tasks/cancel`: the upstream has no cancel endpoint, so a running video
-    /// cannot be stopped; this says so instead of pretending. A finished task
-    /// has nothing left to cancel and is acknowledged.
+    /// `tasks/cancel`: a finished task has nothing left to cancel and is
+    /// acknowledged. A running one is stopped when the backend can stop it
+    /// (saying honestly that a stopped run may still be billed); otherwise
+    /// this says so instead of pretending.
     pub(crate) async fn cancel_task_upstream(
         &self,
         request: CancelTaskParams,
@@ -234,29 +246,42 @@ impl VideoServer {
         let key = self
             .resolve_key(&context)
             .map_err(|e| ErrorData::invalid_request(e.user_message(Operation::GetTask), None))?;
-        let status = match self
-            .state
-            .gateway
-            .get_task(&key, &task_id, self.state.options.sync_upstream)
-            .await
-        {
-            Ok(task) => Some(VideoTask::from_upstream(&task, &task_id, SystemTime::now()).status),
-            Err(GatewayError::Api { status: 404, .. }) => return Err(not_found(&task_id)),
+        let status = match self.state.backend.status(&key, &task_id).await {
+            Ok(task) => Some(task.status),
+            Err(e) if e.is_not_found() => return Err(not_found(&task_id)),
             Err(_) => None,
         };
         if status.is_some_and(VideoStatus::is_finished) {
             return Ok(());
         }
-        tracing::info!(%task_id, "tasks/cancel refused: the upstream cannot cancel a video");
-        Err(ErrorData::new(
-            ErrorCode::INVALID_REQUEST,
-            format!(
-                "This video cannot be cancelled: the HeyGen task API has no cancel endpoint, so \
-                 task {task_id} keeps rendering and its credits stay spent. Its result will still \
-                 be reported by tasks/get; if the user does not want it, simply ignore it."
-            ),
-            Some(json!({ "taskId": task_id, "cancellable": false })),
-        ))
+        match self.state.backend.cancel(&key, &task_id).await {
+            Ok(Cancelled::Requested) => {
+                tracing::info!(%task_id, "tasks/cancel: the upstream was asked to stop");
+                Ok(())
+            }
+            Ok(Cancelled::Unsupported) => {
+                tracing::info!(%task_id, "tasks/cancel refused: the upstream cannot cancel a video");
+                Err(ErrorData::new(
+                    ErrorCode::INVALID_REQUEST,
+                    format!(
+                        "This video cannot be cancelled: the task API has no cancel endpoint, \
+                         so task {task_id} keeps rendering and its credits stay spent. Its \
+                         result will still be reported by tasks/get; if the user does not want \
+                         it, simply ignore it."
+                    ),
+                    Some(json!({ "taskId": task_id, "cancellable": false })),
+                ))
+            }
+            Err(e) if e.is_not_found() => Err(not_found(&task_id)),
+            Err(e) => Err(ErrorData::new(
+                ErrorCode::INTERNAL_ERROR,
+                format!(
+                    "Stopping the video failed: {}",
+                    e.user_message(Operation::Cancel)
+                ),
+                Some(json!({ "taskId": task_id })),
+            )),
+        }
     }
 
     /// `tasks/update`: these tasks never ask for input.
@@ -289,6 +314,8 @@ fn placeholder() -> VideoTask {
         prompt: None,
         idempotency_key: None,
         links_expired: None,
+        thumbnail_url: None,
+        duration_seconds: None,
     }
 }
 

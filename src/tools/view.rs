@@ -2,36 +2,20 @@
 //! `structuredContent` (DESIGN.md §8), its readable text summary, and the
 //! next-step sentence that tells the model what to do.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rmcp::model::{CallToolResult, ContentBlock, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{TaskObject, TaskStatus};
+use crate::backend::Capabilities;
+use crate::video::TaskSnapshot;
 pub use crate::video::{TaskErrorView, VideoStatus, human_bytes, rfc3339};
 
 /// How next steps offer a server-side wait: opt-in, because many clients end
 /// a tool call after a few seconds (the OpenAI Agents SDK after 5 s).
 pub const WAIT_HINT: &str = "or pass wait_seconds, up to 45, to wait on the server, only if your client allows tool \
      calls that long";
-
-/// Result links live 24 h after the task was created (UPSTREAM.md).
-pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
-/// The status of an upstream task in domain terms.
-impl VideoStatus {
-    pub fn from_upstream(s: &TaskStatus) -> Self {
-        match s {
-            TaskStatus::Pending => VideoStatus::Pending,
-            TaskStatus::Processing => VideoStatus::Processing,
-            TaskStatus::Completed => VideoStatus::Completed,
-            TaskStatus::Failed => VideoStatus::Failed,
-            TaskStatus::Cancelled => VideoStatus::Cancelled,
-            TaskStatus::Other(_) => VideoStatus::Unknown,
-        }
-    }
-}
 
 /// A HeyGen Video Agent task as this server reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -48,7 +32,7 @@ pub struct VideoTask {
     pub progress: u8,
     /// RFC 3339, UTC.
     pub created_at: Option<String>,
-    /// The URLs stay valid until then (creation + 24 h).
+    /// The URLs stay valid until then.
     pub links_expire_at: Option<String>,
     /// MP4 URLs; empty until completed.
     pub video_urls: Vec<String>,
@@ -77,57 +61,27 @@ pub struct VideoTask {
     /// The links expired: only a saved copy remains.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub links_expired: Option<bool>,
-}
-
-fn unix(secs: i64) -> Option<SystemTime> {
-    let secs = u64::try_from(secs).ok()?;
-    // Some gateways send milliseconds.
-    let secs = if secs > 100_000_000_000 {
-        secs / 1000
-    } else {
-        secs
-    };
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    /// A still of the video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    /// Length of the video.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
 }
 
 impl VideoTask {
-    /// Builds the view of an upstream task. `fallback_id` is used when the
-    /// upstream omitted the id (e.g. a status answer without it).
-    pub fn from_upstream(task: &TaskObject, fallback_id: &str, now: SystemTime) -> Self {
-        let upstream = task.status();
-        let status = VideoStatus::from_upstream(&upstream);
-        let created = task.created.and_then(unix);
-        let video_urls = if status == VideoStatus::Completed {
-            task.video_urls()
-        } else {
-            Vec::new()
-        };
-        let links_expire = match (created, video_urls.is_empty()) {
-            (Some(c), false) => c.checked_add(LINK_LIFETIME),
-            _ => None,
-        };
-        let error = task.failure().map(|f| TaskErrorView {
-            code: f.code,
-            message: f.message,
-        });
+    /// Builds the view of a backend's snapshot.
+    pub fn from_snapshot(task: &TaskSnapshot, now: SystemTime, caps: &Capabilities) -> Self {
         let mut view = VideoTask {
-            task_id: task
-                .id
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| fallback_id.to_string()),
-            status,
-            upstream_status: task.raw_status.clone().unwrap_or_default(),
-            progress: task.progress_percent(),
-            created_at: created.map(rfc3339),
-            links_expire_at: links_expire.map(rfc3339),
-            video_urls,
-            error: if status == VideoStatus::Failed || status == VideoStatus::Cancelled {
-                error
-            } else {
-                None
-            },
-            estimated_seconds: task.estimated_seconds(),
+            task_id: task.task_id.clone(),
+            status: task.status,
+            upstream_status: task.upstream_status.clone(),
+            progress: task.progress,
+            created_at: task.created_at.map(rfc3339),
+            links_expire_at: task.links_expire_at.map(rfc3339),
+            video_urls: task.video_urls.clone(),
+            error: task.error.clone(),
+            estimated_seconds: task.estimated_seconds,
             next_step: String::new(),
             saved_path: None,
             size_bytes: None,
@@ -135,22 +89,32 @@ impl VideoTask {
             prompt: None,
             idempotency_key: None,
             links_expired: None,
+            thumbnail_url: task.thumbnail_url.clone(),
+            duration_seconds: task
+                .duration
+                .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
         };
-        view.next_step = view.status_next_step(links_expire, now);
+        view.next_step = view.status_next_step(task.links_expire_at, now, caps);
         view
     }
 
     /// Recomputes `next_step` from the view's own fields (for a view rebuilt
     /// from the ledger rather than from an upstream answer).
-    pub fn refresh_next_step(&mut self, now: SystemTime) {
+    pub fn refresh_next_step(&mut self, now: SystemTime, caps: &Capabilities) {
         let expires = self
             .links_expire_at
             .as_deref()
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-        self.next_step = self.status_next_step(expires, now);
+        self.next_step = self.status_next_step(expires, now, caps);
     }
 
-    fn status_next_step(&self, expires: Option<SystemTime>, now: SystemTime) -> String {
+    fn status_next_step(
+        &self,
+        expires: Option<SystemTime>,
+        now: SystemTime,
+        caps: &Capabilities,
+    ) -> String {
+        let lifetime = caps.links.describe();
         let id = &self.task_id;
         match self.status {
             VideoStatus::Completed if self.video_urls.is_empty() => format!(
@@ -158,19 +122,26 @@ impl VideoTask {
                  task_id {id} again in about 30 s."
             ),
             VideoStatus::Completed => match expires {
-                Some(t) if t <= now => "The video link has probably expired (links live 24 h \
-                     after creation); if the download fails, the video is gone and must be \
-                     created again."
-                    .to_string(),
+                Some(t) if t <= now => match caps.links {
+                    crate::backend::LinkLifetime::AfterCreation(_) => format!(
+                        "The video link has probably expired (links live {lifetime}); if the \
+                         download fails, the video is gone and must be created again."
+                    ),
+                    crate::backend::LinkLifetime::Renewed(_) => format!(
+                        "The video link has probably expired (links live {lifetime}): call \
+                         get_video_status for task_id {id} for a fresh link, then save the file."
+                    ),
+                },
                 Some(t) => format!(
                     "The video is ready: save the file now (download_video, or give the user the \
                      URL); the link expires at {} ({} from now).",
                     rfc3339(t),
                     human_duration(t.duration_since(now).unwrap_or_default())
                 ),
-                None => "The video is ready: save the file now (download_video, or give the \
-                         user the URL); links expire 24 h after the task was created."
-                    .to_string(),
+                None => format!(
+                    "The video is ready: save the file now (download_video, or give the user \
+                     the URL); links expire {lifetime}."
+                ),
             },
             VideoStatus::Failed => {
                 let why = match &self.error {
@@ -193,35 +164,40 @@ impl VideoTask {
                     "Still rendering ({}%): call get_video_status for task_id {id} again in about \
                      {} s ({WAIT_HINT}). Do not call create_video again for this video.",
                     self.progress,
-                    self.poll_hint_secs()
+                    self.poll_hint_secs(caps)
                 )
             }
         }
     }
 
-    /// A sensible pause before the next status check.
-    pub fn poll_hint_secs(&self) -> u64 {
+    /// A sensible pause before the next status check: the backend's usual
+    /// pause, shorter near the end, the estimate when there is one.
+    pub fn poll_hint_secs(&self, caps: &Capabilities) -> u64 {
+        let usual = caps.poll_after.as_secs().max(5);
         match self.estimated_seconds {
-            Some(e) if e > 0 && self.progress == 0 => e.clamp(15, 60),
-            _ if self.progress >= 80 => 15,
-            _ => 30,
+            Some(e) if e > 0 && self.progress == 0 => e.clamp(15, usual.max(60)),
+            _ if self.progress >= 80 => 15.min(usual),
+            _ => usual,
         }
     }
 
     /// The view right after a successful create.
-    pub fn created(task: &TaskObject, now: SystemTime) -> Self {
-        let mut view = Self::from_upstream(task, "", now);
+    pub fn created(task: &TaskSnapshot, now: SystemTime, caps: &Capabilities) -> Self {
+        let mut view = Self::from_snapshot(task, now, caps);
         if view.created_at.is_none() {
             view.created_at = Some(rfc3339(now));
         }
         if !view.status.is_finished() {
-            let wait = view.estimated_seconds.map_or(30, |e| e.clamp(15, 60));
+            let usual = caps.poll_after.as_secs().max(5);
+            let wait = view
+                .estimated_seconds
+                .map_or(usual, |e| e.clamp(15, usual.max(60)));
             view.next_step = format!(
                 "Video task created (credits are reserved). The agent chooses the length; \
-                 rendering usually takes a few minutes. Call get_video_status with task_id {} in \
-                 about {wait} s to follow it ({WAIT_HINT}); do not call create_video again for \
-                 this video.",
-                view.task_id
+                 rendering usually takes {}. Call get_video_status with task_id {} in about \
+                 {wait} s to follow it ({WAIT_HINT}); do not call create_video again for this \
+                 video.",
+                caps.typical_render, view.task_id
             );
         }
         view
@@ -347,18 +323,28 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::{TaskObject, backend::capabilities};
     use serde_json::json;
+    use std::time::UNIX_EPOCH;
 
     fn task(v: serde_json::Value) -> TaskObject {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn unix(secs: u64) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+    }
+
+    fn view_of(t: TaskObject, fallback: &str, now: SystemTime) -> VideoTask {
+        VideoTask::from_snapshot(&t.snapshot(fallback), now, &capabilities())
     }
 
     #[test]
     fn completed_task_reports_urls_and_expiry() {
         let created = 1_757_165_031;
         let now = unix(created + 3600).unwrap();
-        let v = VideoTask::from_upstream(
-            &task(
+        let v = view_of(
+            task(
                 json!({"id": "t1", "status": "completed", "progress": 100, "created": created,
                 "results": [{"url": "https://cdn/x.mp4"}]}),
             ),
@@ -378,8 +364,8 @@ mod tests {
 
     #[test]
     fn running_task_says_check_again() {
-        let v = VideoTask::from_upstream(
-            &task(json!({"status": "processing", "progress": 40})),
+        let v = view_of(
+            task(json!({"status": "processing", "progress": 40})),
             "t2",
             SystemTime::now(),
         );
@@ -394,8 +380,8 @@ mod tests {
 
     #[test]
     fn unknown_status_is_running_not_an_error() {
-        let v = VideoTask::from_upstream(
-            &task(json!({"id": "t", "status": "queued_for_gpu"})),
+        let v = view_of(
+            task(json!({"id": "t", "status": "queued_for_gpu"})),
             "t",
             SystemTime::now(),
         );
@@ -406,8 +392,8 @@ mod tests {
 
     #[test]
     fn failed_task_carries_the_error() {
-        let v = VideoTask::from_upstream(
-            &task(
+        let v = view_of(
+            task(
                 json!({"id": "t", "status": "failed", "error": {"code": "content_policy", "message": "blocked"}}),
             ),
             "t",
@@ -426,8 +412,8 @@ mod tests {
     #[test]
     fn expired_links_are_called_expired() {
         let created = 1_757_165_031;
-        let v = VideoTask::from_upstream(
-            &task(
+        let v = view_of(
+            task(
                 json!({"id": "t", "status": "completed", "created": created, "results": [{"url": "https://x"}]}),
             ),
             "t",
@@ -441,8 +427,10 @@ mod tests {
         let v = VideoTask::created(
             &task(
                 json!({"id": "t", "status": "pending", "created": 1, "task_info": {"estimated_time": 45}}),
-            ),
+            )
+            .snapshot(""),
             SystemTime::now(),
+            &capabilities(),
         );
         let r = v.into_result("created");
         let sc = r.structured_content.unwrap();

@@ -1,6 +1,7 @@
-//! `GatewayError` and the one place where every failure of the upstream task API
+//! `UpstreamError` and the one place where every failure of an upstream video API
 //! becomes the sentence a user (or the model acting for them) can act on.
-//! Every row of the error table in `shared/UPSTREAM.md` is mapped here.
+//! Every row of the error tables in `shared/UPSTREAM.md` (the gateway) and
+//! `shared/HEYGEN_V3.md` §1 (HeyGen's own API) is mapped here.
 
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ pub enum Operation {
     Credits,
     Download,
     Upload,
+    Cancel,
+    Catalog,
 }
 
 /// Why a redirect from the upstream was not followed.
@@ -28,8 +31,16 @@ pub enum RedirectRefusal {
     NoTarget,
 }
 
+/// Which API answered: the same status means different things on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upstream {
+    #[default]
+    Gateway,
+    Heygen,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum GatewayError {
+pub enum UpstreamError {
     /// No upstream key is configured for this caller.
     #[error("no HeyGen API key is configured")]
     MissingKey {
@@ -49,9 +60,11 @@ pub enum GatewayError {
     /// The upstream answered with a non-2xx status.
     #[error("upstream answered HTTP {status}")]
     Api {
+        upstream: Upstream,
         status: u16,
         code: Option<String>,
-        kind: Option<String>,
+        /// The request field the upstream names as wrong.
+        param: Option<String>,
         message: String,
         request_id: Option<String>,
         retry_after: Option<Duration>,
@@ -82,15 +95,15 @@ pub enum GatewayError {
     Decode { status: u16, detail: String },
 }
 
-impl GatewayError {
+impl UpstreamError {
     /// True when the request provably never reached the upstream.
     pub fn nothing_sent(&self) -> bool {
         matches!(
             self,
-            GatewayError::MissingKey { .. }
-                | GatewayError::CallerKeyRequired { .. }
-                | GatewayError::InvalidTaskId { .. }
-                | GatewayError::Connect { .. }
+            UpstreamError::MissingKey { .. }
+                | UpstreamError::CallerKeyRequired { .. }
+                | UpstreamError::InvalidTaskId { .. }
+                | UpstreamError::Connect { .. }
         )
     }
 
@@ -98,30 +111,35 @@ impl GatewayError {
     /// (and billed) a video upstream.
     pub fn create_may_have_happened(&self) -> bool {
         match self {
-            GatewayError::Timeout { .. }
-            | GatewayError::Transport { .. }
-            | GatewayError::Decode { .. } => true,
-            GatewayError::Api { status, .. } => *status >= 500,
+            UpstreamError::Timeout { .. }
+            | UpstreamError::Transport { .. }
+            | UpstreamError::Decode { .. } => true,
+            UpstreamError::Api { status, .. } => *status >= 500,
             _ => false,
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            GatewayError::Api { status, .. }
-            | GatewayError::Decode { status, .. }
-            | GatewayError::Redirect { status, .. } => Some(*status),
+            UpstreamError::Api { status, .. }
+            | UpstreamError::Decode { status, .. }
+            | UpstreamError::Redirect { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// The upstream does not know the task (or it belongs to another key).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, UpstreamError::Api { status: 404, .. })
     }
 
     /// Whether a retry of an idempotent request could help.
     pub fn is_transient(&self) -> bool {
         match self {
-            GatewayError::Api { status, .. } => *status == 429 || *status >= 500,
-            GatewayError::Connect { .. }
-            | GatewayError::Timeout { .. }
-            | GatewayError::Transport { .. } => true,
+            UpstreamError::Api { status, .. } => *status == 429 || *status >= 500,
+            UpstreamError::Connect { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::Transport { .. } => true,
             _ => false,
         }
     }
@@ -135,9 +153,11 @@ impl GatewayError {
             Operation::Credits => "Reading the credit balance failed",
             Operation::Download => "Downloading the video failed",
             Operation::Upload => "The upload failed",
+            Operation::Cancel => "Stopping the video failed",
+            Operation::Catalog => "Looking up the catalogue failed",
         };
         let mut msg = match self {
-            GatewayError::MissingKey { header_hint } => {
+            UpstreamError::MissingKey { header_hint } => {
                 let mut m = format!(
                     "{what}: no HeyGen API key is configured. Set the environment variable \
                      HEYGEN_API_KEY to your task-API key in the \"env\" block of this MCP server's \
@@ -152,7 +172,7 @@ impl GatewayError {
                 }
                 return m;
             }
-            GatewayError::CallerKeyRequired { unusable } => {
+            UpstreamError::CallerKeyRequired { unusable } => {
                 let why = if *unusable {
                     "the X-HeyGen-Api-Key header this request sent is blank or not plain ASCII"
                 } else {
@@ -164,16 +184,17 @@ impl GatewayError {
                      next to its URL), then reconnect."
                 );
             }
-            GatewayError::InvalidTaskId { reason } => {
+            UpstreamError::InvalidTaskId { reason } => {
                 return format!(
                     "Invalid task_id: {reason}. Use the task_id exactly as create_video returned it \
                      (letters, digits and . _ : - only, at most 128 characters)."
                 );
             }
-            GatewayError::Api {
+            UpstreamError::Api {
+                upstream,
                 status,
                 code,
-                kind: _,
+                param,
                 message,
                 request_id,
                 retry_after,
@@ -181,6 +202,11 @@ impl GatewayError {
                 let mut m = format!("{what}: the upstream answered HTTP {status}");
                 if let Some(code) = code {
                     m.push_str(&format!(" ({code})"));
+                }
+                if let Some(param) = param
+                    && !message.contains(param.as_str())
+                {
+                    m.push_str(&format!(" about the field {param}"));
                 }
                 if !message.is_empty() {
                     m.push_str(&format!(": {message}"));
@@ -191,10 +217,19 @@ impl GatewayError {
                     m.push_str(&format!(" [request_id: {id}]"));
                 }
                 m.push_str(". ");
-                m.push_str(&api_advice(op, *status, code.as_deref(), *retry_after));
+                let advice = match upstream {
+                    Upstream::Heygen => {
+                        heygen_advice(op, *status, code.as_deref(), param.as_deref(), *retry_after)
+                    }
+                    Upstream::Gateway => None,
+                };
+                m.push_str(
+                    &advice
+                        .unwrap_or_else(|| api_advice(op, *status, code.as_deref(), *retry_after)),
+                );
                 m
             }
-            GatewayError::Redirect {
+            UpstreamError::Redirect {
                 status,
                 target,
                 suggested_base,
@@ -207,20 +242,20 @@ impl GatewayError {
                 suggested_base.as_deref(),
                 *refusal,
             ),
-            GatewayError::Connect { detail } => format!(
+            UpstreamError::Connect { detail } => format!(
                 "{what}: could not reach the upstream ({detail}). Nothing was sent. Check the \
                  network connection and the HEYGEN_API_BASE setting, then try again."
             ),
-            GatewayError::Timeout { timeout } => format!(
+            UpstreamError::Timeout { timeout } => format!(
                 "{what}: the upstream did not answer within {} s. It may be overloaded; try again \
                  in a minute (HEYGEN_REQUEST_TIMEOUT raises the limit).",
                 timeout.as_secs_f64().round()
             ),
-            GatewayError::Transport { detail } => format!(
+            UpstreamError::Transport { detail } => format!(
                 "{what}: the connection to the upstream broke ({detail}). This is usually \
                  temporary; try again in a minute."
             ),
-            GatewayError::Decode { status, detail } => format!(
+            UpstreamError::Decode { status, detail } => format!(
                 "{what}: the upstream answered HTTP {status} but the answer could not be read \
                  ({detail}). Check that HEYGEN_API_BASE points at the task API."
             ),
@@ -273,6 +308,86 @@ fn redirect_message(
     }
     m.push_str(", then restart the client and try again.");
     m
+}
+
+/// HeyGen's own codes (HEYGEN_V3.md §1), compared case-insensitively; `None`
+/// leaves the advice to the status-based table.
+fn heygen_advice(
+    op: Operation,
+    status: u16,
+    code: Option<&str>,
+    param: Option<&str>,
+    retry_after: Option<Duration>,
+) -> Option<String> {
+    let code = code.map(str::to_ascii_lowercase);
+    let advice = match (status, code.as_deref()) {
+        (_, Some("insufficient_credit")) => "The HeyGen account has too few credits for this \
+             video: top up at app.heygen.com (or choose a shorter video), then try again."
+            .to_string(),
+        (_, Some("avatar_not_found")) => "No such avatar: pass an avatar_id exactly as \
+             list_avatars returns it (a look's id), or omit avatar_id to let the agent choose."
+            .to_string(),
+        (_, Some("voice_not_found")) => "No such voice: pass a voice_id exactly as list_voices \
+             returns it, or omit voice_id to let the agent choose."
+            .to_string(),
+        (_, Some("voice_not_usable")) => "This voice cannot be used with this account or \
+             avatar: choose another from list_voices, or omit voice_id."
+            .to_string(),
+        (_, Some("video_not_found" | "resource_not_found" | "not_found"))
+            if op == Operation::GetTask =>
+        {
+            "No such task: the task_id is wrong, or it belongs to another HeyGen API key. Use \
+             the id exactly as create_video returned it."
+                .to_string()
+        }
+        (_, Some("download_failed")) => "HeyGen could not fetch one of file_urls: use a \
+             public, direct https link, or pass the file in file_paths so it is uploaded."
+            .to_string(),
+        (_, Some("invalid_parameter" | "validation_error")) => match param {
+            Some(p) => {
+                format!("HeyGen rejected the field {p}: fix it as the message says and try again.")
+            }
+            None => "HeyGen rejected an argument: fix the field named in the message and try \
+                     again."
+                .to_string(),
+        },
+        (_, Some("payload_too_large")) => "The file or request is too large for HeyGen \
+             (uploads take at most 32 MB): use a smaller file."
+            .to_string(),
+        (_, Some("request_in_progress")) => "The same request is still being processed by \
+             HeyGen: wait a minute, then check with list_videos before trying again."
+            .to_string(),
+        (_, Some("ai_vendor_access_restricted" | "resource_access_denied" | "forbidden")) => {
+            "The HeyGen plan or key is not allowed to do this (signing in again will not help): \
+             check the plan and the key's permissions at app.heygen.com."
+                .to_string()
+        }
+        (_, Some("quota_exceeded")) | (429, _) => match retry_after {
+            Some(d) => format!(
+                "HeyGen's limit is reached (at most 10 videos render at once on pay-as-you-go): \
+                 wait {} s (Retry-After) before trying again.",
+                d.as_secs().max(1)
+            ),
+            None => "HeyGen's limit is reached (at most 10 videos render at once on \
+                     pay-as-you-go): wait a minute before trying again."
+                .to_string(),
+        },
+        (401, _) => "HeyGen rejected the API key: check the HEYGEN_API_KEY setting (a current \
+             key from app.heygen.com/settings/api) and restart the client."
+            .to_string(),
+        (402, _) => "The HeyGen account has too few credits: top up, then try again.".to_string(),
+        (404, _) if op == Operation::GetTask => "No such task: the task_id is wrong, or it \
+             belongs to another HeyGen API key."
+            .to_string(),
+        (404, _) => "The endpoint was not found: check that HEYGEN_API_BASE points at HeyGen's \
+             API (https://api.heygen.com) when --backend heygen is used."
+            .to_string(),
+        (500..=599, _) => {
+            "HeyGen is temporarily unavailable: try again in a few minutes.".to_string()
+        }
+        _ => return None,
+    };
+    Some(advice)
 }
 
 fn api_advice(
@@ -335,11 +450,12 @@ fn api_advice(
 mod tests {
     use super::*;
 
-    fn api(status: u16, code: Option<&str>) -> GatewayError {
-        GatewayError::Api {
+    fn api(status: u16, code: Option<&str>) -> UpstreamError {
+        UpstreamError::Api {
+            upstream: Upstream::Gateway,
             status,
             code: code.map(String::from),
-            kind: None,
+            param: None,
             message: "upstream says so (request_id: req-123)".into(),
             request_id: Some("req-123".into()),
             retry_after: None,
@@ -398,11 +514,77 @@ mod tests {
     }
 
     #[test]
+    fn heygen_codes_have_their_own_advice() {
+        let v3 = |status: u16, code: &str, param: Option<&str>| UpstreamError::Api {
+            upstream: Upstream::Heygen,
+            status,
+            code: Some(code.into()),
+            param: param.map(String::from),
+            message: "Your account has 5 credits but this video requires 10".into(),
+            request_id: Some("req_1".into()),
+            retry_after: None,
+        };
+        let cases: &[(u16, &str, Option<&str>, Operation, &str)] = &[
+            (
+                402,
+                "insufficient_credit",
+                None,
+                Operation::Create,
+                "top up",
+            ),
+            (
+                404,
+                "AVATAR_NOT_FOUND",
+                None,
+                Operation::Create,
+                "list_avatars",
+            ),
+            (
+                404,
+                "voice_not_found",
+                None,
+                Operation::Create,
+                "list_voices",
+            ),
+            (
+                400,
+                "invalid_parameter",
+                Some("style_id"),
+                Operation::Create,
+                "field style_id",
+            ),
+            (404, "not_found", None, Operation::GetTask, "No such task"),
+            (
+                429,
+                "rate_limit_exceeded",
+                None,
+                Operation::Create,
+                "wait a minute",
+            ),
+            (
+                500,
+                "internal_error",
+                None,
+                Operation::GetTask,
+                "HeyGen is temporarily",
+            ),
+        ];
+        for (status, code, param, op, advice) in cases {
+            let m = v3(*status, code, *param).user_message(*op);
+            assert!(m.contains(advice), "{status} {code}: {m}");
+            assert!(m.contains("req_1"), "{m}");
+        }
+        let gw = api(500, None).user_message(Operation::GetTask);
+        assert!(gw.contains("gateway"), "{gw}");
+    }
+
+    #[test]
     fn retry_after_is_reported() {
-        let e = GatewayError::Api {
+        let e = UpstreamError::Api {
+            upstream: Upstream::Gateway,
             status: 429,
             code: None,
-            kind: None,
+            param: None,
             message: String::new(),
             request_id: None,
             retry_after: Some(Duration::from_secs(7)),
@@ -414,10 +596,10 @@ mod tests {
     fn money_rule_only_when_create_may_have_happened() {
         let maybe = [
             api(500, None),
-            GatewayError::Timeout {
+            UpstreamError::Timeout {
                 timeout: Duration::from_secs(30),
             },
-            GatewayError::Transport {
+            UpstreamError::Transport {
                 detail: "reset".into(),
             },
         ];
@@ -432,7 +614,7 @@ mod tests {
             api(402, None),
             api(422, Some("no_compatible_channel")),
             api(429, None),
-            GatewayError::Connect {
+            UpstreamError::Connect {
                 detail: "refused".into(),
             },
         ];
@@ -447,7 +629,7 @@ mod tests {
     #[test]
     fn a_required_caller_key_is_asked_for_as_a_header_not_an_env_var() {
         for unusable in [false, true] {
-            let m = GatewayError::CallerKeyRequired { unusable }.user_message(Operation::Create);
+            let m = UpstreamError::CallerKeyRequired { unusable }.user_message(Operation::Create);
             assert!(
                 m.contains("X-HeyGen-Api-Key") && m.contains("headers"),
                 "{m}"
@@ -458,10 +640,10 @@ mod tests {
 
     #[test]
     fn missing_key_says_how_to_set_it() {
-        let m = GatewayError::MissingKey { header_hint: false }.user_message(Operation::Create);
+        let m = UpstreamError::MissingKey { header_hint: false }.user_message(Operation::Create);
         assert!(m.contains("HEYGEN_API_KEY") && m.contains("env"), "{m}");
         assert!(!m.contains("X-HeyGen-Api-Key"));
-        let h = GatewayError::MissingKey { header_hint: true }.user_message(Operation::Create);
+        let h = UpstreamError::MissingKey { header_hint: true }.user_message(Operation::Create);
         assert!(h.contains("X-HeyGen-Api-Key"));
     }
 }
