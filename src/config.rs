@@ -520,7 +520,12 @@ impl Cli {
         auth_tokens: Option<String>,
     ) -> Result<Settings, String> {
         let mut warnings = Vec::new();
-        let backend = BackendKind::parse(&self.backend).ok_or_else(|| {
+        let chosen = if self.backend.trim().is_empty() {
+            "gateway"
+        } else {
+            self.backend.as_str()
+        };
+        let backend = BackendKind::parse(chosen).ok_or_else(|| {
             format!(
                 "--backend / HEYGEN_BACKEND is {:?}; use gateway (the task API) or heygen \
                  (HeyGen's own API with a HeyGen API key)",
@@ -532,7 +537,10 @@ impl Cli {
             BackendKind::Heygen => HEYGEN_API_BASE,
         };
         let base_url = normalize_api_base(
-            self.api_base.as_deref().unwrap_or(default_base),
+            self.api_base
+                .as_deref()
+                .filter(|b| !b.trim().is_empty())
+                .unwrap_or(default_base),
             backend,
             &mut warnings,
         )?;

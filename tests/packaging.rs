@@ -42,6 +42,7 @@ fn known_env_vars() -> BTreeSet<String> {
         .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
         .collect();
     vars.insert("HEYGEN_API_KEY".into());
+    vars.insert("HEYGEN_CATALOG_KEY".into());
     vars
 }
 
