@@ -783,7 +783,7 @@ async fn two_hundred_clients_over_three_replicas_without_a_failed_call() {
         );
         tokio::spawn(async move {
             let url = || r[next.fetch_add(1, Ordering::Relaxed) % 3].url.clone();
-            let token = if i % 2 == 0 { ALICE } else { BOB };
+            let token = if (i / 4) % 2 == 0 { ALICE } else { BOB };
             // Every fourth client speaks 2025-11-25 in a session of its own.
             let session = if i % 4 == 3 {
                 let init = initialize(&http, &url(), token).await;

@@ -9,7 +9,9 @@
 //! is 404, an `initialize` past the session caps is 429 (this caller) or 503
 //! (the server), a request reusing the id of one still in flight in its
 //! session is answered at once with a JSON-RPC error (HTTP 200), a batch (a
-//! JSON array) is 400, and a session's DELETE answers 204. Drain and the bound live
+//! JSON array) is 400, and a session's DELETE answers 204. With a PostgreSQL
+//! ledger these rules are decided in its database, shared by every replica,
+//! and a session request that cannot reach it is 503. Drain and the bound live
 //! here, not in tower layers, because a streamed (SSE) response outlives the
 //! handler future that tower sees (DESIGN.md §8).
 

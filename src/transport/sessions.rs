@@ -1032,6 +1032,37 @@ mod tests {
     }
 
     #[test]
+    fn owners_are_hex_hashes_and_adopted_sessions_count_once() {
+        let a = CallerId::new(Some("token-of-alice"), None);
+        let owner = a.owner();
+        assert_eq!(owner.len(), 64);
+        assert!(owner.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!owner.contains("alice"));
+        let r = Arc::new(SessionRegistry::new(limits(3, 2)));
+        r.adopt(&"s".into(), a, true);
+        r.adopt(&"s".into(), a, false);
+        assert_eq!(r.access("s", a), Access::Owner);
+        assert!(r.primes("s"), "the first adoption stands");
+        assert_eq!(r.counts(a), (1, 1));
+        assert_eq!(r.live_ids(), vec!["s".to_string()]);
+        r.forget(&"s".into());
+        assert_eq!(r.counts(a), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_handshake_is_reported_once_and_cleared_with_its_reservation() {
+        let r = Arc::new(SessionRegistry::new(limits(3, 2)));
+        let res = r.reserve(CallerId::new(None, None)).unwrap();
+        r.mark_failed(res.ticket());
+        assert!(r.take_failed(res.ticket()));
+        assert!(!r.take_failed(res.ticket()));
+        r.mark_failed(res.ticket());
+        let t = res.ticket();
+        drop(res);
+        assert!(!r.take_failed(t));
+    }
+
+    #[test]
     fn a_released_reservation_binds_nothing() {
         let r = Arc::new(SessionRegistry::new(limits(3, 2)));
         let a = CallerId::new(None, None);
