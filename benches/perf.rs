@@ -23,11 +23,19 @@
 //! 5. throughput with 16 calls in flight over stdio, as a fraction of the
 //!    direct rate with 16 requests in flight;
 //! 6. HTTP: 64 concurrent Streamable HTTP clients (2026-07-28 and 2025-11-25)
-//!    calling `get_video_status`: calls/s, p50/p99, vs the direct rate at 64.
+//!    calling `get_video_status`: calls/s, p50/p99, vs the direct rate at 64;
+//! 7. with `HEYGEN_TEST_POSTGRES_URL` (a fresh schema on that server; skipped
+//!    with a note when unset): a sequential status call and a create over
+//!    stdio with the PostgreSQL ledger vs the SQLite ledger (medians, ratio),
+//!    and HTTP throughput of three replicas on one PostgreSQL vs one of them
+//!    alone (64 2026-07-28 clients calling `get_video_status`, spread over
+//!    the replicas; ratio).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/harness/mod.rs"]
 mod harness;
+#[path = "../tests/pg/mod.rs"]
+mod pg;
 
 use std::{
     sync::{
@@ -316,6 +324,160 @@ fn tools_list_figures(answer: &Value) -> (usize, f64, usize, usize) {
     )
 }
 
+/// Figure 7: (PostgreSQL, SQLite) medians and (three replicas, one) rates.
+struct SharedFigures {
+    status: (Duration, Duration),
+    create: (Duration, Duration),
+    replicas: (f64, f64),
+}
+
+/// Creates a video through `server`; its task id.
+async fn lean_create(server: &mut Lean, what: &str) -> String {
+    let create = json!({"name": "create_video",
+        "arguments": {"prompt": format!("benchmark {what} {}", harness::nonce())}});
+    let created = server.request("tools/call", &create.to_string()).await;
+    assert!(!is_error(&created["result"]), "{created}");
+    created["result"]["structuredContent"]["task_id"]
+        .as_str()
+        .expect("created")
+        .to_string()
+}
+
+/// Runs `get_video_status` from every client until `secs` pass; calls per
+/// second (a failed call stops the bench).
+async fn http_rate(clients: &[harness::HttpClient], task_id: &str, secs: f64) -> f64 {
+    let done = AtomicU64::new(0);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let started = Instant::now();
+    join_all(clients.iter().map(|c| {
+        let done = &done;
+        async move {
+            while Instant::now() < until {
+                let r = http_call(c, "get_video_status", json!({"task_id": task_id}), T)
+                    .await
+                    .unwrap();
+                assert!(!is_error(&r), "{r}");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }))
+    .await;
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Figure 7, or `None` (with a note) without `HEYGEN_TEST_POSTGRES_URL`.
+async fn postgres_figures(sim: &Simulator, p: &Plan) -> Option<SharedFigures> {
+    let Some(schema) = pg::schema("PostgreSQL figures").await else {
+        println!(
+            "PostgreSQL figures skipped: set {} (e.g. postgres://postgres@127.0.0.1:5432/test) \
+             to compare the PostgreSQL ledger with SQLite and three replicas with one",
+            pg::VAR
+        );
+        return None;
+    };
+    let base = Spawn::new(BIN).upstream(sim.base_url(), KEY).log("warn");
+    let shared = base.clone().env("HEYGEN_LEDGER", &schema.url);
+
+    // Status and create over stdio, interleaved in blocks.
+    let mut on_pg = Lean::spawn(&shared);
+    let mut on_sqlite = Lean::spawn(&base);
+    on_pg.initialize().await;
+    on_sqlite.initialize().await;
+    let pg_task = lean_create(&mut on_pg, "on PostgreSQL").await;
+    let sqlite_task = lean_create(&mut on_sqlite, "on SQLite").await;
+    for _ in 0..50 {
+        on_pg.status(&pg_task).await;
+        on_sqlite.status(&sqlite_task).await;
+    }
+    let (mut pg_status, mut sqlite_status) = (Vec::new(), Vec::new());
+    for _ in 0..p.seq_rounds {
+        for (server, task, lat) in [
+            (&mut on_pg, &pg_task, &mut pg_status),
+            (&mut on_sqlite, &sqlite_task, &mut sqlite_status),
+        ] {
+            for _ in 0..p.seq_block {
+                let t = Instant::now();
+                server.status(task).await;
+                lat.push(t.elapsed());
+            }
+        }
+    }
+    let (mut pg_create, mut sqlite_create) = (Vec::new(), Vec::new());
+    for _ in 0..p.seq_rounds {
+        for (server, lat) in [
+            (&mut on_pg, &mut pg_create),
+            (&mut on_sqlite, &mut sqlite_create),
+        ] {
+            for _ in 0..p.seq_block / 10 {
+                let t = Instant::now();
+                lean_create(server, "create").await;
+                lat.push(t.elapsed());
+            }
+        }
+    }
+    on_pg.close().await;
+    on_sqlite.close().await;
+    let status = (median(pg_status), median(sqlite_status));
+    let create = (median(pg_create), median(sqlite_create));
+    println!(
+        "PostgreSQL vs SQLite ledger, stdio: status median {:.3} vs {:.3} ms ({:.2}×), create median {:.3} vs {:.3} ms ({:.2}×)",
+        ms(status.0),
+        ms(status.1),
+        status.0.as_secs_f64() / status.1.as_secs_f64(),
+        ms(create.0),
+        ms(create.1),
+        create.0.as_secs_f64() / create.1.as_secs_f64()
+    );
+
+    // Three replicas vs the first of them alone, 64 clients each time.
+    let http_spec = shared.args(["--max-concurrent", "256"]);
+    let (a, b, c) = tokio::join!(
+        HttpServer::spawn(&http_spec),
+        HttpServer::spawn(&http_spec),
+        HttpServer::spawn(&http_spec)
+    );
+    let replicas = [&a, &b, &c];
+    let alone = join_all((0..64).map(|_| modern_client(&a.url))).await;
+    let alone: Vec<_> = alone.into_iter().map(Result::unwrap).collect();
+    let spread = join_all((0..64).map(|i| modern_client(&replicas[i % 3].url))).await;
+    let spread: Vec<_> = spread.into_iter().map(Result::unwrap).collect();
+    let task = http_call(
+        &alone[0],
+        "create_video",
+        json!({"prompt": format!("benchmark replicas {}", harness::nonce())}),
+        T,
+    )
+    .await
+    .unwrap();
+    let task = task["structuredContent"]["task_id"]
+        .as_str()
+        .expect("created")
+        .to_string();
+    // Warm every client once.
+    http_rate(&alone, &task, 0.2).await;
+    http_rate(&spread, &task, 0.2).await;
+    let (mut three, mut one) = (0.0, 0.0);
+    for _ in 0..2 {
+        one += http_rate(&alone, &task, p.http_secs).await / 2.0;
+        three += http_rate(&spread, &task, p.http_secs).await / 2.0;
+    }
+    println!(
+        "HTTP on one PostgreSQL, 64 clients: 3 replicas {three:.0} calls/s, 1 replica {one:.0} calls/s ({:.2}×)",
+        three / one
+    );
+    for client in alone.into_iter().chain(spread) {
+        let _ = client.cancel().await;
+    }
+    for server in [a, b, c] {
+        server.stop().await;
+    }
+    Some(SharedFigures {
+        status,
+        create,
+        replicas: (three, one),
+    })
+}
+
 #[derive(Default)]
 struct Row {
     figure: &'static str,
@@ -341,6 +503,8 @@ async fn run() {
     let sim = Simulator::start(SimConfig {
         render_time: Duration::ZERO,
         api_key: Some(KEY.into()),
+        // Enough credits for every create of the ledger comparison.
+        start_balance: 1_000_000,
         ..SimConfig::default()
     })
     .await
@@ -531,6 +695,9 @@ async fn run() {
     let rss_peak_http = hwm_kib(http.pid).unwrap();
     http.stop().await;
 
+    // 7. PostgreSQL: the ledger vs SQLite, and three replicas vs one.
+    let shared = postgres_figures(&sim, &p).await;
+
     // The table.
     let mib = |k: u64| k as f64 / 1024.0;
     let rows = vec![
@@ -623,6 +790,45 @@ async fn run() {
                 ms(*p50),
                 ms(*p99),
                 frac * 100.0
+            ),
+            met: None,
+        });
+    }
+    if let Some(f) = &shared {
+        rows.push(Row {
+            figure: "status call over stdio, PostgreSQL vs SQLite ledger (median)",
+            theirs: "—",
+            target: "(no target)",
+            measured: format!(
+                "{:.2}× ({:.3} vs {:.3} ms)",
+                f.status.0.as_secs_f64() / f.status.1.as_secs_f64(),
+                ms(f.status.0),
+                ms(f.status.1)
+            ),
+            met: None,
+        });
+        rows.push(Row {
+            figure: "create over stdio, PostgreSQL vs SQLite ledger (median)",
+            theirs: "—",
+            target: "(no target)",
+            measured: format!(
+                "{:.2}× ({:.3} vs {:.3} ms)",
+                f.create.0.as_secs_f64() / f.create.1.as_secs_f64(),
+                ms(f.create.0),
+                ms(f.create.1)
+            ),
+            met: None,
+        });
+        rows.push(Row {
+            figure: "HTTP throughput, 3 replicas vs 1 (one PostgreSQL, 64 clients)",
+            theirs: "—",
+            target: "(no target)",
+            measured: format!(
+                "{:.2}× ({:.0} vs {:.0} calls/s on {} cores)",
+                f.replicas.0 / f.replicas.1,
+                f.replicas.0,
+                f.replicas.1,
+                std::thread::available_parallelism().map_or(0, |n| n.get())
             ),
             met: None,
         });

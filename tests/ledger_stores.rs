@@ -14,7 +14,8 @@ use std::{
 use heygen_video_mcp::{
     ledger::{
         Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery,
-        PostgresLedger, PostgresUrl, RecordState, Settle, SqliteLedger,
+        PostgresLedger, PostgresUrl, RecordState, Settle, SharedSessions, SqliteLedger,
+        sessions::{Binding, Reserved, SessionCaps},
     },
     tools::view::{VideoStatus, VideoTask},
     video::NewVideo,
@@ -434,15 +435,20 @@ async fn replicas_starting_together_migrate_once() {
         assert!(r.unwrap().is_empty());
     }
     let client = pg::connect(&schema.url).await;
-    let versions: i64 = client
+    let row = client
         .query_one(
-            &format!("SELECT count(*) FROM {}.heygen_schema_version", schema.name),
+            &format!(
+                "SELECT count(*), count(DISTINCT version), max(version) \
+                 FROM {}.heygen_schema_version",
+                schema.name
+            ),
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(versions, 1);
+        .unwrap();
+    let (rows, versions, latest): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(latest, 2, "the ledger and the session table");
+    assert_eq!((rows, versions), (2, 2), "each version applied once");
 }
 
 /// A database that does not answer: every operation fails as unavailable
@@ -485,4 +491,230 @@ async fn an_unreachable_database_is_unavailable_quickly() {
     // The embedded store is not a shared one.
     let (open, _dir) = sqlite_store();
     assert!(!open().shared());
+}
+
+// ---------------------------------------------------------------------------
+// Legacy HTTP sessions in the PostgreSQL database
+// ---------------------------------------------------------------------------
+
+fn caps(total: usize, per_caller: usize) -> SessionCaps {
+    SessionCaps {
+        max_total: total,
+        max_per_caller: per_caller,
+        idle: Duration::from_secs(300),
+    }
+}
+
+fn sessions_of(open: &Open) -> Arc<dyn SharedSessions> {
+    open().sessions().expect("PostgreSQL keeps sessions")
+}
+
+fn slot(r: Reserved) -> String {
+    match r {
+        Reserved::Slot(k) => k,
+        other => panic!("expected a slot, got {other:?}"),
+    }
+}
+
+fn binding(reservation: String, session_id: &str, idle: Duration) -> Binding {
+    Binding {
+        reservation,
+        session_id: session_id.into(),
+        version: "2025-11-25".into(),
+        init_params: r#"{"protocolVersion":"2025-11-25"}"#.into(),
+        idle,
+    }
+}
+
+/// Many replicas reserving at once never exceed the caps; released and
+/// ended sessions free their slots; only the owner reaches a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_slots_are_counted_once_across_replicas() {
+    let Some(schema) = pg::schema("session_slots_are_counted_once_across_replicas").await else {
+        return;
+    };
+    let open = postgres_open(&schema.url);
+    let replicas: Vec<_> = (0..4).map(|_| sessions_of(&open)).collect();
+    let tries = (0..24).map(|i| replicas[i % 4].reserve("alice", caps(100, 5)));
+    let answers: Vec<Reserved> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let slots: Vec<String> = answers
+        .iter()
+        .filter_map(|r| match r {
+            Reserved::Slot(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(slots.len(), 5, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|r| matches!(r, Reserved::Slot(_) | Reserved::CallerFull(5))),
+        "{answers:?}"
+    );
+    // Another owner still fits, up to the overall cap.
+    let s = &replicas[0];
+    let bob = slot(s.reserve("bob", caps(7, 5)).await.unwrap());
+    assert_eq!(
+        s.reserve("bob", caps(6, 5)).await.unwrap(),
+        Reserved::ServerFull(6)
+    );
+    // A released reservation frees its slot.
+    s.release(&slots[0]).await.unwrap();
+    let again = slot(replicas[1].reserve("alice", caps(100, 5)).await.unwrap());
+
+    // Bound on one replica, the session is its owner's on every other.
+    assert!(
+        replicas[2]
+            .bind(binding(
+                again.clone(),
+                "session-a",
+                Duration::from_secs(300)
+            ))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        replicas[3]
+            .touch("session-a", "alice", Duration::from_secs(300))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("2025-11-25")
+    );
+    assert_eq!(
+        replicas[3]
+            .touch("session-a", "bob", Duration::from_secs(300))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        replicas[0]
+            .load("session-a")
+            .await
+            .unwrap()
+            .unwrap()
+            .contains("2025-11-25")
+    );
+    assert_eq!(
+        replicas[0]
+            .live_of(vec!["session-a".into(), "nope".into()])
+            .await
+            .unwrap(),
+        vec!["session-a".to_string()]
+    );
+    // A reservation binds once.
+    assert!(
+        !replicas[1]
+            .bind(binding(
+                again.clone(),
+                "session-b",
+                Duration::from_secs(300)
+            ))
+            .await
+            .unwrap()
+    );
+    // Only the owner ends it; then it is gone everywhere.
+    assert!(!replicas[1].end("session-a", Some("bob")).await.unwrap());
+    assert!(replicas[1].end("session-a", Some("alice")).await.unwrap());
+    assert!(!replicas[2].end("session-a", None).await.unwrap());
+    for r in &replicas {
+        assert_eq!(
+            r.touch("session-a", "alice", Duration::from_secs(300))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(r.load("session-a").await.unwrap(), None);
+    }
+    s.release(&bob).await.unwrap();
+}
+
+/// A session whose idle time has run out is gone for every replica, and its
+/// slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_is_gone_and_frees_its_slot() {
+    let Some(schema) = pg::schema("an_expired_session_is_gone_and_frees_its_slot").await else {
+        return;
+    };
+    let open = postgres_open(&schema.url);
+    let (a, b) = (sessions_of(&open), sessions_of(&open));
+    let k = slot(a.reserve("alice", caps(10, 1)).await.unwrap());
+    assert_eq!(
+        b.reserve("alice", caps(10, 1)).await.unwrap(),
+        Reserved::CallerFull(1)
+    );
+    // Bound with no idle time at all: it expires at once.
+    assert!(a.bind(binding(k, "short", Duration::ZERO)).await.unwrap());
+    assert_eq!(
+        b.touch("short", "alice", Duration::from_secs(300))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(b.load("short").await.unwrap(), None);
+    assert!(b.live_of(vec!["short".into()]).await.unwrap().is_empty());
+    slot(b.reserve("alice", caps(10, 1)).await.unwrap());
+}
+
+/// A database with the version-1 schema (the ledger alone) is brought to
+/// version 2 and keeps its videos.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_gains_the_session_table() {
+    let Some(schema) = pg::schema("a_version_1_database_gains_the_session_table").await else {
+        return;
+    };
+    let open = postgres_open(&schema.url);
+    let first = open();
+    let Claim::Reserved(row) = first
+        .claim(identity("t", "kept", None), policy(0))
+        .await
+        .unwrap()
+    else {
+        panic!("reserved")
+    };
+    first
+        .settle(
+            row,
+            Settle::Created(Box::new(view("task-kept", VideoStatus::Pending))),
+        )
+        .await
+        .unwrap();
+    let client = pg::connect(&schema.url).await;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE {0}.heygen_sessions; DELETE FROM {0}.heygen_schema_version WHERE version = 2",
+            schema.name
+        ))
+        .await
+        .unwrap();
+    let upgraded = open();
+    let s = upgraded.sessions().unwrap();
+    slot(s.reserve("alice", caps(10, 10)).await.unwrap());
+    let listed = upgraded.list(all("t")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].task_id.as_deref(), Some("task-kept"));
+    let max: i32 = client
+        .query_one(
+            &format!(
+                "SELECT max(version) FROM {}.heygen_schema_version",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(max, 2);
+}
+
+/// The embedded store keeps sessions in each process.
+#[test]
+fn sqlite_keeps_no_shared_sessions() {
+    let (open, _dir) = sqlite_store();
+    assert!(open().sessions().is_none());
 }

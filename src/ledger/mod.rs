@@ -12,7 +12,9 @@
 //! several replicas) is required instead: a create whose claim it could not
 //! record is refused ([`Ledger::shared`]).
 
+mod pg_sessions;
 pub mod postgres;
+pub mod sessions;
 pub mod sqlite;
 
 use std::{
@@ -31,7 +33,9 @@ use crate::{
     video::{FileRef, NewVideo, Orientation, TaskErrorView, VideoStatus, rfc3339},
 };
 
+pub use pg_sessions::PostgresSessions;
 pub use postgres::{PostgresLedger, PostgresUrl};
+pub use sessions::SharedSessions;
 pub use sqlite::SqliteLedger;
 
 /// An idempotency key is honoured this long after its first use.
@@ -404,6 +408,12 @@ pub trait Ledger: Send + Sync + fmt::Debug {
     /// file, creation goes on without the ledger).
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Legacy HTTP sessions kept in this store, so every replica sharing it
+    /// serves every session; `None` keeps them in each process.
+    fn sessions(&self) -> Option<Arc<dyn SharedSessions>> {
+        None
     }
 }
 

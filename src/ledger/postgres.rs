@@ -14,7 +14,9 @@
 //!   clock, so replicas with skewed clocks agree on heartbeats and windows.
 //! - The schema is embedded and applied at first use, inside a transaction
 //!   holding an advisory lock, so several replicas starting together migrate
-//!   it once; `heygen_schema_version` records what is applied.
+//!   it once; `heygen_schema_version` records each version applied. Version 1
+//!   is the ledger, version 2 the legacy HTTP sessions
+//!   ([`super::pg_sessions`]).
 //!
 //! Every operation is bounded: the pool waits at most [`POOL_WAIT`] for a
 //! connection, statements time out server-side after [`STATEMENT_TIMEOUT`],
@@ -42,7 +44,7 @@ use tokio_postgres::{
 
 use super::{
     Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
-    RecordState, Settle, ms, parse_time,
+    RecordState, Settle, ms, parse_time, pg_sessions::PostgresSessions, sessions::SharedSessions,
 };
 use crate::tools::view::VideoTask;
 
@@ -55,10 +57,10 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
 /// Connections per replica.
 const POOL_SIZE: usize = 16;
 /// The schema version this code writes.
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// Database time in milliseconds since the epoch.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(super) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS heygen_videos (
@@ -207,7 +209,8 @@ fn scrub(url: &str, text: &str) -> String {
     }
 }
 
-/// The PostgreSQL ledger.
+/// The PostgreSQL ledger. Clones share the connection pool.
+#[derive(Clone)]
 pub struct PostgresLedger {
     url: PostgresUrl,
     pool: Result<Pool, String>,
@@ -225,7 +228,7 @@ impl std::fmt::Debug for PostgresLedger {
 
 /// What one operation works with.
 #[derive(Clone)]
-struct Ctx {
+pub(super) struct Ctx {
     pool: Pool,
     migrated: Arc<AtomicBool>,
     migrating: Arc<tokio::sync::Mutex<()>>,
@@ -259,7 +262,7 @@ impl PostgresLedger {
 
     /// Runs `work` in a task of its own (so the write happens even if the
     /// caller drops the future), bounded by [`OPERATION_TIMEOUT`].
-    fn run<T, F, Fut>(&self, work: F) -> BoxFuture<'static, Result<T, LedgerError>>
+    pub(super) fn run<T, F, Fut>(&self, work: F) -> BoxFuture<'static, Result<T, LedgerError>>
     where
         T: Send + 'static,
         F: FnOnce(Ctx) -> Fut + Send + 'static,
@@ -379,7 +382,7 @@ fn pool_error(e: PoolError) -> LedgerError {
 
 /// Lost connections, timeouts and a server shutting down mean "unavailable";
 /// anything else is a failure of the statement.
-fn db_error(e: tokio_postgres::Error) -> LedgerError {
+pub(super) fn db_error(e: tokio_postgres::Error) -> LedgerError {
     let text = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => match std::error::Error::source(&e) {
@@ -406,7 +409,7 @@ fn db_error(e: tokio_postgres::Error) -> LedgerError {
 
 impl Ctx {
     /// A pooled connection with the schema in place.
-    async fn client(&self) -> Result<deadpool_postgres::Object, LedgerError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, LedgerError> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
         if !self.migrated.load(Ordering::Acquire) {
             let _one = self.migrating.lock().await;
@@ -418,6 +421,9 @@ impl Ctx {
         Ok(client)
     }
 }
+
+/// Each schema version and what it adds, in order.
+const MIGRATIONS: [(i32, &str); 2] = [(1, SCHEMA_V1), (2, super::pg_sessions::SCHEMA_V2)];
 
 /// Brings the schema up to [`SCHEMA_VERSION`], once across every replica that
 /// starts at the same moment (a transaction-scoped advisory lock per schema).
@@ -462,14 +468,16 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> Result<(), LedgerErr
              {SCHEMA_VERSION}: upgrade heygen-video-mcp on every replica"
         )));
     }
-    if current < 1 {
-        tx.batch_execute(SCHEMA_V1).await.map_err(db_error)?;
-        tx.execute(
-            "INSERT INTO heygen_schema_version (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )
-        .await
-        .map_err(db_error)?;
+    for (version, schema) in MIGRATIONS {
+        if current < version {
+            tx.batch_execute(schema).await.map_err(db_error)?;
+            tx.execute(
+                "INSERT INTO heygen_schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(db_error)?;
+        }
     }
     tx.commit().await.map_err(db_error)
 }
@@ -896,6 +904,10 @@ impl Ledger for PostgresLedger {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn sessions(&self) -> Option<Arc<dyn SharedSessions>> {
+        Some(Arc::new(PostgresSessions::new(self.clone())))
     }
 }
 

@@ -9,7 +9,9 @@
 //! is 404, an `initialize` past the session caps is 429 (this caller) or 503
 //! (the server), a request reusing the id of one still in flight in its
 //! session is answered at once with a JSON-RPC error (HTTP 200), a batch (a
-//! JSON array) is 400, and a session's DELETE answers 204. Drain and the bound live
+//! JSON array) is 400, and a session's DELETE answers 204. With a PostgreSQL
+//! ledger these rules are decided in its database, shared by every replica,
+//! and a session request that cannot reach it is 503. Drain and the bound live
 //! here, not in tower layers, because a streamed (SSE) response outlives the
 //! handler future that tower sees (DESIGN.md §8).
 
@@ -43,8 +45,8 @@ use tokio_util::sync::CancellationToken;
 use super::connections::{self, ConnMark, Limits};
 use super::oauth::{Rejection, ResourceServer};
 use super::sessions::{
-    Access, BoundSessionManager, CallRefusal, CallSlot, CallerId, SessionRefusal, SessionRegistry,
-    priming_bytes,
+    Admission, BoundSessionManager, CallRefusal, CallSlot, CallerId, SessionRefusal,
+    SessionRegistry, StoreDown, priming_bytes,
 };
 use crate::{
     config::{CallerKeys, HttpSettings, is_loopback_host},
@@ -149,7 +151,7 @@ struct Guard {
     /// Whether a caller's own upstream key is part of its identity.
     caller_keys: bool,
     /// Legacy sessions, when they are on.
-    sessions: Option<Arc<SessionRegistry>>,
+    sessions: Option<Arc<BoundSessionManager>>,
     /// OAuth sign-in, when it is on.
     oauth: Option<OAuth>,
     /// Most requests in flight in one legacy session (the concurrency bound:
@@ -239,9 +241,24 @@ pub fn build_with_oauth(
         .unwrap_or_default();
     let prm_doc = oauth.as_ref().map(|o| o.server.metadata().to_string());
 
-    let registry = settings
-        .legacy_sessions
-        .then(|| Arc::new(SessionRegistry::new(settings.sessions.clone())));
+    // With a shared ledger (PostgreSQL) legacy sessions live in its
+    // database too, so any replica serves any session.
+    let shared_sessions = state
+        .options
+        .ledger
+        .as_ref()
+        .and_then(|ledger| ledger.sessions());
+    let sessions = settings.legacy_sessions.then(|| {
+        let limits = settings.sessions.clone();
+        let registry = match shared_sessions {
+            Some(store) => SessionRegistry::shared(limits, store),
+            None => SessionRegistry::new(limits),
+        };
+        Arc::new(BoundSessionManager::new(Arc::new(registry)))
+    });
+    if let Some(manager) = &sessions {
+        manager.spawn_sweep(service_ct.clone());
+    }
     let guard = Arc::new(Guard {
         allowed_hosts,
         allowed_origins: settings
@@ -259,7 +276,7 @@ pub fn build_with_oauth(
         drain: drain.clone(),
         request_timeout: settings.request_timeout,
         caller_keys: settings.caller_keys != CallerKeys::Off,
-        sessions: registry.clone(),
+        sessions: sessions.clone(),
         oauth,
         max_calls_per_session: settings.max_concurrent.max(1),
     });
@@ -269,7 +286,7 @@ pub fn build_with_oauth(
     // one source of truth. rmcp's priming of the initialize response and of
     // the GET stream is off: the session layer adds it where the session's
     // revision defines it.
-    let config = StreamableHttpServerConfig::default()
+    let mut config = StreamableHttpServerConfig::default()
         .with_sse_retry(None)
         .with_legacy_session_mode(settings.legacy_sessions)
         .with_json_response(true)
@@ -277,9 +294,9 @@ pub fn build_with_oauth(
         .disable_allowed_origins()
         .with_max_request_body_bytes(settings.max_body_bytes)
         .with_cancellation_token(service_ct.child_token());
+    config.session_store = sessions.as_ref().and_then(|m| m.session_store());
     let factory_state = state.clone();
     let factory = move || Ok(VideoServer::new(factory_state.clone()));
-    let sessions = registry.map(|r| Arc::new(BoundSessionManager::new(r)));
     let mcp = if let Some(manager) = &sessions {
         Router::new().nest_service(
             "/mcp",
@@ -588,9 +605,32 @@ fn session_not_found() -> Response {
     plain(StatusCode::NOT_FOUND, "Not Found: Session not found")
 }
 
+/// The answer when the shared session store (the PostgreSQL ledger's
+/// database) cannot be reached: 503 with `Retry-After`, as a JSON-RPC error
+/// when it answers a request with an id.
+fn store_unavailable(id: Option<serde_json::Value>) -> Response {
+    let message = "The session store (the shared PostgreSQL database) cannot be reached right \
+                   now, so 2025-11-25 sessions cannot be opened or continued. Retry shortly, or \
+                   use the stateless 2026-07-28 revision, which needs no session.";
+    let mut r = match id {
+        Some(id) => json_rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            id,
+            -32000,
+            message.to_string(),
+            Some(serde_json::json!({"reason": "session_store_unavailable"})),
+        ),
+        None => plain(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+    r
+}
+
 /// A JSON-RPC error answering a refused `initialize`.
 fn session_refused(refusal: SessionRefusal, id: serde_json::Value, idle: Duration) -> Response {
     let (status, message, scope, limit) = match refusal {
+        SessionRefusal::Unavailable => return store_unavailable(Some(id)),
         SessionRefusal::Caller(limit) => (
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -831,19 +871,20 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         );
     }
     // 5. A named legacy session must be this caller's: another caller's is
-    //    "not found", whichever method (POST, GET stream, DELETE).
+    //    "not found", whichever method (POST, GET stream, DELETE). With a
+    //    shared store it is checked (and marked used, or ended) there.
     let caller = guard.caller(&req);
-    if let Some(registry) = &guard.sessions
+    if let Some(manager) = &guard.sessions
         && let Some(id) = req.headers().get(SESSION_HEADER)
     {
-        let access = id
-            .to_str()
-            .map_or(Access::Unknown, |id| registry.access(id, caller));
-        match access {
-            Access::Owner => {}
-            Access::Foreign => return session_not_found(),
-            Access::Unknown if req.method() == Method::DELETE => return session_not_found(),
-            Access::Unknown => {}
+        let Ok(id) = id.to_str() else {
+            return session_not_found();
+        };
+        let ending = req.method() == Method::DELETE;
+        match manager.admit(id, caller, ending).await {
+            Ok(Admission::Pass) => {}
+            Ok(Admission::NotFound) => return session_not_found(),
+            Err(StoreDown) => return store_unavailable(None),
         }
     }
     // Only POSTs carry work; GET (a legacy session's notification stream) and
@@ -887,7 +928,8 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
     let mut reservation = None;
     let mut call = None;
     let mut req = req;
-    if let Some(registry) = &guard.sessions {
+    if let Some(manager) = &guard.sessions {
+        let registry = &manager.registry;
         let (parts, body) = req.into_parts();
         let bytes = match axum::body::to_bytes(body, guard.max_body).await {
             Ok(b) => b,
@@ -911,8 +953,8 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         match session {
             None => {
                 if let Some(id) = initialize_id(&bytes) {
-                    match registry.reserve(caller) {
-                        Ok(r) => reservation = Some(r),
+                    match registry.reserve_slot(caller).await {
+                        Ok(r) => reservation = Some((r, id)),
                         Err(refusal) => {
                             return session_refused(refusal, id, registry.limits().idle_timeout);
                         }
@@ -930,7 +972,7 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         }
         req = Request::from_parts(parts, Body::from(bytes));
         req.extensions_mut().insert(caller);
-        if let Some(r) = &reservation {
+        if let Some((r, _)) = &reservation {
             req.extensions_mut().insert(r.ticket());
         }
         if let Some(c) = &call {
@@ -938,6 +980,12 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
         }
     }
     let response = next.run(req).await;
+    // A handshake the shared store could not record ended its session.
+    if let (Some(manager), Some((r, id))) = (&guard.sessions, &reservation)
+        && manager.registry.take_failed(r.ticket())
+    {
+        return store_unavailable(Some(id.clone()));
+    }
     // The session took the reservation and the request's lease (its answer
     // stream frees the id), or they are released here.
     drop(reservation);
@@ -946,12 +994,12 @@ async fn guard_layer(State(guard): State<Arc<Guard>>, mut req: Request, next: Ne
     }
     // A new session of a revision that defines the SSE priming event gets it
     // first, as rmcp would send it.
-    let prime = guard.sessions.as_ref().is_some_and(|registry| {
+    let prime = guard.sessions.as_ref().is_some_and(|manager| {
         response
             .headers()
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|id| registry.primes(id))
+            .is_some_and(|id| manager.registry.primes(id))
     });
     // Hold the slot and the in-flight mark until the (possibly streamed) body
     // is finished, and cut a response that outlives the request timeout.

@@ -20,6 +20,18 @@
 //! resumed with `Last-Event-ID`), so a dropped stream is read to its answer in
 //! the background before the id is free again. Ids end with their session.
 //!
+//! With a shared store ([`SharedSessions`], the PostgreSQL ledger's
+//! database) the store is the truth and each replica's sessions are a cache:
+//! an `initialize` takes its slot in the store (the caps count every
+//! replica's sessions), every request naming a session marks it used there
+//! and is refused (404) unless the store has it live and owned by this
+//! caller, a DELETE ends it there, and a replica that does not hold the
+//! session in memory replays its handshake from the store (rmcp's
+//! [`SessionStore`] seam). A session gone from the store (deleted on another
+//! replica, or idle everywhere) is closed here too: when it is next named,
+//! and by a sweep every [`SWEEP_EVERY`]. When the store cannot be reached,
+//! session requests are refused with 503 (bounded by the store's timeouts).
+//!
 //! The SSE priming event (an event with an id, a retry hint and empty data)
 //! exists from 2025-11-25 on; older clients parse its empty data as JSON and
 //! fail. rmcp's own priming of the initialize response and of the GET stream is
@@ -27,9 +39,9 @@
 //! one) by the session's negotiated revision.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, Weak},
     task::{Context, Poll},
     time::Duration,
 };
@@ -43,14 +55,26 @@ use rmcp::{
     transport::{
         WorkerTransport,
         streamable_http_server::session::{
-            ServerSseMessage, SessionId, SessionManager,
+            RestoreOutcome, ServerSseMessage, SessionId, SessionManager, SessionRestoreMarker,
             local::{LocalSessionManager, LocalSessionManagerError, LocalSessionWorker},
+            store::{SessionState, SessionStore, SessionStoreError},
         },
     },
 };
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
-use crate::config::SessionLimits;
+use crate::{
+    config::SessionLimits,
+    ledger::{
+        LedgerError, SharedSessions,
+        sessions::{Binding as StoredBinding, Reserved, SessionCaps},
+    },
+};
+
+/// How often a replica closes the sessions it holds that the shared store
+/// no longer has (deleted on another replica, or expired).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The first revision that defines the SSE priming event.
 const PRIMING_SINCE: &str = "2025-11-25";
@@ -97,6 +121,11 @@ impl CallerId {
         }
         Self(h.finalize().into())
     }
+
+    /// The hash as hex: how the shared store names a session's owner.
+    pub(crate) fn owner(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// A reserved slot travelling with an `initialize` request (in the HTTP
@@ -111,6 +140,8 @@ pub(crate) enum SessionRefusal {
     Server(usize),
     /// This caller holds its maximum of sessions.
     Caller(usize),
+    /// The shared session store cannot be reached.
+    Unavailable,
 }
 
 /// Why a request is refused before it reaches the session.
@@ -130,12 +161,22 @@ struct Binding {
     calls: HashMap<RequestId, u64>,
 }
 
+/// A reservation not yet turned into a session.
+#[derive(Debug, Clone)]
+struct Pending {
+    caller: CallerId,
+    /// Its key in the shared store, if there is one.
+    stored: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Books {
     live: HashMap<SessionId, Binding>,
     next_call: u64,
     /// Reservations not yet turned into sessions, by ticket.
-    pending: HashMap<u64, CallerId>,
+    pending: HashMap<u64, Pending>,
+    /// Tickets whose handshake could not be recorded in the shared store.
+    failed: HashSet<u64>,
     /// Live sessions plus reservations, per caller.
     per_caller: HashMap<CallerId, usize>,
     next_ticket: u64,
@@ -152,11 +193,13 @@ impl Books {
     }
 }
 
-/// Live sessions, their owners and the caps.
+/// Live sessions, their owners and the caps. With a shared store the caps
+/// are counted there; the books then hold this replica's sessions only.
 #[derive(Debug)]
 pub struct SessionRegistry {
     limits: SessionLimits,
     books: Mutex<Books>,
+    shared: Option<Arc<dyn SharedSessions>>,
 }
 
 /// What the guard learns about a session id a request names.
@@ -175,6 +218,27 @@ impl SessionRegistry {
         Self {
             limits,
             books: Mutex::new(Books::default()),
+            shared: None,
+        }
+    }
+
+    /// Sessions kept in `store`, shared with every replica using it.
+    pub fn shared(limits: SessionLimits, store: Arc<dyn SharedSessions>) -> Self {
+        Self {
+            shared: Some(store),
+            ..Self::new(limits)
+        }
+    }
+
+    pub fn store(&self) -> Option<&Arc<dyn SharedSessions>> {
+        self.shared.as_ref()
+    }
+
+    fn caps(&self) -> SessionCaps {
+        SessionCaps {
+            max_total: self.limits.max_total,
+            max_per_caller: self.limits.max_per_caller,
+            idle: self.limits.idle_timeout,
         }
     }
 
@@ -201,7 +265,49 @@ impl SessionRegistry {
         )
     }
 
-    /// Reserves a slot for a new session of `caller`.
+    /// Reserves a slot for a new session of `caller`: in the shared store
+    /// when there is one, else in this process.
+    pub(crate) async fn reserve_slot(
+        self: &Arc<Self>,
+        caller: CallerId,
+    ) -> Result<Reservation, SessionRefusal> {
+        let Some(store) = &self.shared else {
+            return self.reserve(caller);
+        };
+        match store.reserve(&caller.owner(), self.caps()).await {
+            Ok(Reserved::Slot(key)) => Ok(self.hold(caller, Some(key))),
+            Ok(Reserved::ServerFull(limit)) => Err(SessionRefusal::Server(limit)),
+            Ok(Reserved::CallerFull(limit)) => Err(SessionRefusal::Caller(limit)),
+            Err(e) => {
+                warn_unavailable(&e);
+                Err(SessionRefusal::Unavailable)
+            }
+        }
+    }
+
+    /// A reservation without a cap check (the shared store made it).
+    fn hold(self: &Arc<Self>, caller: CallerId, stored: Option<String>) -> Reservation {
+        let mut b = self.books();
+        self.hold_in(&mut b, caller, stored)
+    }
+
+    fn hold_in(
+        self: &Arc<Self>,
+        b: &mut Books,
+        caller: CallerId,
+        stored: Option<String>,
+    ) -> Reservation {
+        let ticket = b.next_ticket;
+        b.next_ticket = b.next_ticket.wrapping_add(1);
+        b.pending.insert(ticket, Pending { caller, stored });
+        *b.per_caller.entry(caller).or_insert(0) += 1;
+        Reservation {
+            registry: self.clone(),
+            ticket: SessionTicket(ticket),
+        }
+    }
+
+    /// Reserves a slot for a new session of `caller` in this process.
     pub(crate) fn reserve(
         self: &Arc<Self>,
         caller: CallerId,
@@ -214,21 +320,53 @@ impl SessionRegistry {
         if mine >= self.limits.max_per_caller {
             return Err(SessionRefusal::Caller(self.limits.max_per_caller));
         }
-        let ticket = b.next_ticket;
-        b.next_ticket = b.next_ticket.wrapping_add(1);
-        b.pending.insert(ticket, caller);
-        *b.per_caller.entry(caller).or_insert(0) += 1;
-        Ok(Reservation {
-            registry: self.clone(),
-            ticket: SessionTicket(ticket),
-        })
+        Ok(self.hold_in(&mut b, caller, None))
+    }
+
+    /// The reservation behind `ticket`, if it is still held.
+    fn pending(&self, ticket: SessionTicket) -> Option<Pending> {
+        self.books().pending.get(&ticket.0).cloned()
+    }
+
+    /// Notes that the handshake of `ticket` could not be recorded in the
+    /// shared store (the guard then answers 503).
+    fn mark_failed(&self, ticket: SessionTicket) {
+        self.books().failed.insert(ticket.0);
+    }
+
+    /// Whether the handshake of `ticket` could not be recorded.
+    pub(crate) fn take_failed(&self, ticket: SessionTicket) -> bool {
+        self.books().failed.remove(&ticket.0)
+    }
+
+    /// Binds session `id`, which the shared store says is `owner`'s, in this
+    /// replica's books (a session restored from the store).
+    fn adopt(&self, id: &SessionId, owner: CallerId, primes: bool) {
+        let mut b = self.books();
+        if b.live.contains_key(id) {
+            return;
+        }
+        b.live.insert(
+            id.clone(),
+            Binding {
+                owner,
+                primes,
+                calls: HashMap::new(),
+            },
+        );
+        *b.per_caller.entry(owner).or_insert(0) += 1;
+    }
+
+    /// The ids of the sessions bound here.
+    fn live_ids(&self) -> Vec<String> {
+        self.books().live.keys().map(|id| id.to_string()).collect()
     }
 
     /// Turns a reservation into the binding of session `id`; false (and
     /// nothing bound) when there is no valid reservation.
     fn bind(&self, ticket: SessionTicket, id: SessionId, primes: bool) -> bool {
         let mut b = self.books();
-        let Some(owner) = b.pending.remove(&ticket.0) else {
+        let Some(Pending { caller: owner, .. }) = b.pending.remove(&ticket.0) else {
             return false;
         };
         let binding = Binding {
@@ -244,8 +382,15 @@ impl SessionRegistry {
 
     fn release(&self, ticket: SessionTicket) {
         let mut b = self.books();
-        if let Some(caller) = b.pending.remove(&ticket.0) {
-            b.uncount(caller);
+        b.failed.remove(&ticket.0);
+        let Some(pending) = b.pending.remove(&ticket.0) else {
+            return;
+        };
+        b.uncount(pending.caller);
+        drop(b);
+        if let (Some(store), Some(key)) = (&self.shared, pending.stored) {
+            // Issued now; a store that is down lets the slot lapse instead.
+            drop(store.release(&key));
         }
     }
 
@@ -451,12 +596,147 @@ pub struct BoundSessionManager {
     pub registry: Arc<SessionRegistry>,
 }
 
+/// What the guard does with a request naming a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Let it through (rmcp still answers 404 for a session it does not know).
+    Pass,
+    /// Answer 404: the session is another caller's, or gone.
+    NotFound,
+}
+
+/// The shared session store could not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoreDown;
+
+fn warn_unavailable(e: &LedgerError) {
+    tracing::warn!("the shared session store cannot be used: {e}");
+}
+
 impl BoundSessionManager {
     pub fn new(registry: Arc<SessionRegistry>) -> Self {
         let mut inner = LocalSessionManager::default();
         inner.session_config.keep_alive = Some(registry.limits().idle_timeout);
         inner.session_config.sse_retry = Some(PRIMING_RETRY);
         Self { inner, registry }
+    }
+
+    /// rmcp's seam to the shared store, when there is one.
+    pub fn session_store(&self) -> Option<Arc<dyn SessionStore>> {
+        self.registry
+            .store()
+            .map(|s| Arc::new(SharedSessionStore(s.clone())) as Arc<dyn SessionStore>)
+    }
+
+    /// Decides on a request of `caller` naming session `id` (`ending`: a
+    /// DELETE). With a shared store the store decides, the session is marked
+    /// used there (or ended, for a DELETE), and this replica adopts it.
+    pub(crate) async fn admit(
+        &self,
+        id: &str,
+        caller: CallerId,
+        ending: bool,
+    ) -> Result<Admission, StoreDown> {
+        let Some(store) = self.registry.store() else {
+            return Ok(match self.registry.access(id, caller) {
+                Access::Owner => Admission::Pass,
+                Access::Foreign => Admission::NotFound,
+                Access::Unknown if ending => Admission::NotFound,
+                Access::Unknown => Admission::Pass,
+            });
+        };
+        let sid: SessionId = id.into();
+        let owner = caller.owner();
+        if ending {
+            return match store.end(id, Some(&owner)).await {
+                Ok(true) => Ok(Admission::Pass),
+                Ok(false) => {
+                    if self.registry.access(id, caller) != Access::Foreign {
+                        self.close_here(&sid).await;
+                    }
+                    Ok(Admission::NotFound)
+                }
+                Err(e) => {
+                    warn_unavailable(&e);
+                    Err(StoreDown)
+                }
+            };
+        }
+        match store
+            .touch(id, &owner, self.registry.limits().idle_timeout)
+            .await
+        {
+            Ok(Some(version)) => {
+                self.registry.adopt(&sid, caller, primes(&version));
+                Ok(Admission::Pass)
+            }
+            Ok(None) => {
+                // Gone from the store: a copy here (not another caller's
+                // request for it) ends as well.
+                if self.registry.access(id, caller) != Access::Foreign {
+                    self.close_here(&sid).await;
+                }
+                Ok(Admission::NotFound)
+            }
+            Err(e) => {
+                warn_unavailable(&e);
+                Err(StoreDown)
+            }
+        }
+    }
+
+    /// Closes this replica's copy of session `id`, if it has one.
+    async fn close_here(&self, id: &SessionId) {
+        self.registry.forget(id);
+        if let Err(e) = self.inner.close_session(id).await {
+            tracing::debug!("closing a session gone from the shared store: {e}");
+        }
+    }
+
+    /// Closes the sessions held here that the shared store no longer has.
+    pub async fn sweep(&self) {
+        let Some(store) = self.registry.store() else {
+            return;
+        };
+        let here = self.registry.live_ids();
+        if here.is_empty() {
+            return;
+        }
+        match store.live_of(here.clone()).await {
+            Ok(live) => {
+                let live: HashSet<String> = live.into_iter().collect();
+                for id in here.into_iter().filter(|id| !live.contains(id)) {
+                    self.close_here(&id.into()).await;
+                }
+            }
+            Err(e) => tracing::debug!("the session sweep could not reach the store: {e}"),
+        }
+    }
+
+    /// Runs [`Self::sweep`] every [`SWEEP_EVERY`] until `stop` fires or the
+    /// manager is dropped (only with a shared store).
+    pub fn spawn_sweep(self: &Arc<Self>, stop: CancellationToken) {
+        if self.registry.store().is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let manager: Weak<Self> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let Some(m) = manager.upgrade() else {
+                    return;
+                };
+                m.sweep().await;
+            }
+        });
     }
 }
 
@@ -482,29 +762,53 @@ impl SessionManager for BoundSessionManager {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
-        let (ticket, caller, requested) = match &message {
+        let mut restored = false;
+        let (ticket, caller, requested, params) = match &message {
             ClientJsonRpcMessage::Request(req) => {
+                restored = req
+                    .request
+                    .extensions()
+                    .get::<SessionRestoreMarker>()
+                    .is_some();
                 let parts = req.request.extensions().get::<http::request::Parts>();
                 let ticket = parts
                     .and_then(|p| p.extensions.get::<SessionTicket>())
                     .copied();
                 let caller = parts.and_then(|p| p.extensions.get::<CallerId>()).copied();
-                let requested = match &req.request {
-                    ClientRequest::InitializeRequest(init) => {
-                        Some(init.params.protocol_version.as_str().to_string())
-                    }
-                    _ => None,
+                let (requested, params) = match &req.request {
+                    ClientRequest::InitializeRequest(init) => (
+                        Some(init.params.protocol_version.as_str().to_string()),
+                        serde_json::to_string(&init.params).ok(),
+                    ),
+                    _ => (None, None),
                 };
-                (ticket, caller, requested)
+                (ticket, caller, requested, params)
             }
-            _ => (None, None, None),
+            _ => (None, None, None, None),
         };
+        // A handshake replayed from the shared store: the session exists
+        // there already (the guard checked its owner); only this replica's
+        // copy is new.
+        if restored {
+            let response = self.inner.initialize_session(id, message).await?;
+            if let Some(owner) = caller {
+                let version = negotiated_version(&response)
+                    .or(requested)
+                    .unwrap_or_default();
+                self.registry.adopt(id, owner, primes(&version));
+            }
+            return Ok(response);
+        }
         // The guard reserves a slot for every initialize it recognises; one it
         // did not (an unusual spelling of the body) reserves here, and a
         // session nobody may own is not kept.
         let late = match (ticket, caller) {
             (Some(t), _) => Ok((t, None)),
-            (None, Some(c)) => self.registry.reserve(c).map(|r| (r.ticket(), Some(r))),
+            (None, Some(c)) => self
+                .registry
+                .reserve_slot(c)
+                .await
+                .map(|r| (r.ticket(), Some(r))),
             (None, None) => Err(SessionRefusal::Server(0)),
         };
         let (ticket, _late_reservation) = match late {
@@ -515,13 +819,42 @@ impl SessionManager for BoundSessionManager {
                 return Err(LocalSessionManagerError::SessionNotFound(id.clone()));
             }
         };
+        let stored = self.registry.pending(ticket).and_then(|p| p.stored);
         let response = self.inner.initialize_session(id, message).await?;
         let version = negotiated_version(&response)
             .or(requested)
             .unwrap_or_default();
+        if let (Some(store), Some(reservation)) = (self.registry.store(), stored) {
+            let binding = StoredBinding {
+                reservation,
+                session_id: id.to_string(),
+                version: version.clone(),
+                init_params: params.unwrap_or_default(),
+                idle: self.registry.limits().idle_timeout,
+            };
+            let recorded = match store.bind(binding).await {
+                Ok(true) => true,
+                Ok(false) => {
+                    tracing::warn!("a session's reservation lapsed before its handshake ended");
+                    false
+                }
+                Err(e) => {
+                    warn_unavailable(&e);
+                    self.registry.mark_failed(ticket);
+                    false
+                }
+            };
+            if !recorded {
+                let _ = self.inner.close_session(id).await;
+                return Err(LocalSessionManagerError::SessionNotFound(id.clone()));
+            }
+        }
         if !self.registry.bind(ticket, id.clone(), primes(&version)) {
             // The reservation is gone (the request was abandoned): end the session.
             let _ = self.inner.close_session(id).await;
+            if let Some(store) = self.registry.store() {
+                drop(store.end(id, None));
+            }
             return Err(LocalSessionManagerError::SessionNotFound(id.clone()));
         }
         // The session may have ended while it was being bound.
@@ -535,9 +868,22 @@ impl SessionManager for BoundSessionManager {
         self.inner.has_session(id).await
     }
 
+    /// Ends this replica's copy (a DELETE, idle expiry here, failure,
+    /// shutdown). A DELETE also ends the session in the shared store: the
+    /// guard did, and rmcp does through [`SessionStore::delete`].
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         self.registry.forget(id);
         self.inner.close_session(id).await
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        if self.registry.store().is_none() {
+            return Ok(RestoreOutcome::NotSupported);
+        }
+        self.inner.restore_session(id).await
     }
 
     async fn create_stream(
@@ -594,6 +940,48 @@ impl SessionManager for BoundSessionManager {
     }
 }
 
+/// rmcp's [`SessionStore`] on the shared store: a replica that does not hold
+/// a session loads its `initialize` parameters to replay the handshake, and
+/// a DELETE removes it.
+#[derive(Debug)]
+pub struct SharedSessionStore(Arc<dyn SharedSessions>);
+
+fn store_error(e: LedgerError) -> SessionStoreError {
+    Box::new(e)
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SharedSessionStore {
+    async fn load(&self, session_id: &str) -> Result<Option<SessionState>, SessionStoreError> {
+        let Some(params) = self.0.load(session_id).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        let params = serde_json::from_str(&params).map_err(|e| {
+            SessionStoreError::from(format!("a stored session's parameters do not parse: {e}"))
+        })?;
+        Ok(Some(SessionState::new(params)))
+    }
+
+    /// The session's row, parameters included, is written when its
+    /// handshake is bound ([`BoundSessionManager::initialize_session`]),
+    /// before rmcp calls this: nothing is left to store.
+    async fn store(
+        &self,
+        _session_id: &str,
+        _state: &SessionState,
+    ) -> Result<(), SessionStoreError> {
+        Ok(())
+    }
+
+    async fn delete(&self, session_id: &str) -> Result<(), SessionStoreError> {
+        self.0
+            .end(session_id, None)
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,6 +1029,37 @@ mod tests {
         drop(r3);
         assert_eq!(r.counts(a), (0, 0));
         assert!(r.books().per_caller.is_empty());
+    }
+
+    #[test]
+    fn owners_are_hex_hashes_and_adopted_sessions_count_once() {
+        let a = CallerId::new(Some("token-of-alice"), None);
+        let owner = a.owner();
+        assert_eq!(owner.len(), 64);
+        assert!(owner.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(!owner.contains("alice"));
+        let r = Arc::new(SessionRegistry::new(limits(3, 2)));
+        r.adopt(&"s".into(), a, true);
+        r.adopt(&"s".into(), a, false);
+        assert_eq!(r.access("s", a), Access::Owner);
+        assert!(r.primes("s"), "the first adoption stands");
+        assert_eq!(r.counts(a), (1, 1));
+        assert_eq!(r.live_ids(), vec!["s".to_string()]);
+        r.forget(&"s".into());
+        assert_eq!(r.counts(a), (0, 0));
+    }
+
+    #[test]
+    fn a_failed_handshake_is_reported_once_and_cleared_with_its_reservation() {
+        let r = Arc::new(SessionRegistry::new(limits(3, 2)));
+        let res = r.reserve(CallerId::new(None, None)).unwrap();
+        r.mark_failed(res.ticket());
+        assert!(r.take_failed(res.ticket()));
+        assert!(!r.take_failed(res.ticket()));
+        r.mark_failed(res.ticket());
+        let t = res.ticket();
+        drop(res);
+        assert!(!r.take_failed(t));
     }
 
     #[test]
