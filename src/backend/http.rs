@@ -103,6 +103,9 @@ pub type ErrorMapper = fn(StatusCode, &HeaderMap, &[u8], &ApiKey) -> UpstreamErr
 #[derive(Debug)]
 pub struct Transport {
     config: HttpConfig,
+    /// `config.base_url`, parsed once: request URLs are built from it
+    /// without parsing the host again on every call.
+    base: Option<url::Url>,
     auth: Auth,
     map_error: ErrorMapper,
     http: OnceLock<Result<reqwest::Client, String>>,
@@ -131,6 +134,7 @@ pub fn validate_task_id(id: &str) -> Result<(), UpstreamError> {
 impl Transport {
     pub fn new(config: HttpConfig, auth: Auth, map_error: ErrorMapper) -> Self {
         Self {
+            base: url::Url::parse(&config.base_url).ok(),
             config,
             auth,
             map_error,
@@ -340,9 +344,7 @@ impl Transport {
         follow: Follow,
     ) -> Result<(StatusCode, Bytes), UpstreamError> {
         let http = self.http()?;
-        let first = url::Url::parse(url).map_err(|e| UpstreamError::Connect {
-            detail: format!("HEYGEN_API_BASE does not make a valid URL ({e})"),
-        })?;
+        let first = self.endpoint(url)?;
         let mut current = first.clone();
         let mut hops = 0usize;
         loop {
@@ -407,6 +409,27 @@ impl Transport {
             }
             return Err((self.map_error)(status, &headers, &bytes, key));
         }
+    }
+
+    /// `url` as a parsed URL: under the base, the pre-parsed base with the
+    /// rest as path and query; anything else parsed in full.
+    fn endpoint(&self, url: &str) -> Result<url::Url, UpstreamError> {
+        if let (Some(base), Some(rest)) = (&self.base, url.strip_prefix(&self.config.base_url))
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            let mut u = base.clone();
+            let prefix = base.path().trim_end_matches('/');
+            u.set_path(&format!("{prefix}{path}"));
+            u.set_query(query);
+            return Ok(u);
+        }
+        url::Url::parse(url).map_err(|e| UpstreamError::Connect {
+            detail: format!("HEYGEN_API_BASE does not make a valid URL ({e})"),
+        })
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> UpstreamError {
@@ -614,6 +637,35 @@ mod tests {
         ] {
             assert!(validate_task_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn endpoints_are_built_from_the_parsed_base() {
+        let t = |base: &str| {
+            Transport::new(HttpConfig::new(base), Auth::Bearer, |_, _, _, _| {
+                UpstreamError::Connect {
+                    detail: String::new(),
+                }
+            })
+        };
+        for (base, path) in [
+            ("https://gw.example", "/v1/tasks/a%3Ab?sync_upstream=true"),
+            ("https://gw.example/prefix", "/v1/tasks/x"),
+            ("http://127.0.0.1:9000", "/v3/video-agents/s-1/stop"),
+        ] {
+            let tr = t(base);
+            let url = tr.url(path);
+            assert_eq!(
+                tr.endpoint(&url).unwrap(),
+                url::Url::parse(&url).unwrap(),
+                "{url}"
+            );
+        }
+        assert!(
+            t("https://gw.example")
+                .endpoint("https://other.example/x")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -72,13 +72,21 @@ impl ApiKey {
         {
             return true;
         }
-        // One pass over the body: each 6-byte window packed into an integer and
-        // looked up among the key's windows.
+        // One pass over the body: each 6-byte window, packed into an integer
+        // as it rolls by, looked up among the key's windows.
         let pack = |w: &[u8]| w.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         let mut windows: Vec<u64> = key.windows(MIN_FRAGMENT).map(pack).collect();
         windows.sort_unstable();
-        raw.windows(MIN_FRAGMENT)
-            .any(|r| windows.binary_search(&pack(r)).is_ok())
+        windows.dedup();
+        let mask = (1u64 << (8 * MIN_FRAGMENT)) - 1;
+        let mut rolling = 0u64;
+        for (i, b) in raw.iter().enumerate() {
+            rolling = ((rolling << 8) | u64::from(*b)) & mask;
+            if i + 1 >= MIN_FRAGMENT && windows.binary_search(&rolling).is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Scrubs every string (and object key) inside a JSON value, in place.

@@ -71,6 +71,7 @@ impl GatewayClient {
 
     /// `POST /v1/videos/generations`. Sent at most once unless nothing was
     /// sent (connect failure) or the gateway answered 429.
+    #[tracing::instrument(name = "gateway.create", level = "debug", skip_all)]
     pub async fn create_video(
         &self,
         key: &ApiKey,
@@ -98,6 +99,7 @@ impl GatewayClient {
 
     /// `GET /v1/tasks/{task_id}`; idempotent, so 429, 5xx and transport
     /// failures are retried with capped backoff.
+    #[tracing::instrument(name = "gateway.status", level = "debug", skip_all, fields(task_id = %task_id))]
     pub async fn get_task(
         &self,
         key: &ApiKey,
@@ -120,6 +122,7 @@ impl GatewayClient {
     /// "Credits and balance"), read concurrently, plus the price of one video
     /// from the public pricing endpoint when it answers. A gateway without the
     /// billing endpoints (404) is asked the older `/v1/account/credits`.
+    #[tracing::instrument(name = "gateway.balance", level = "debug", skip_all)]
     pub async fn balance(&self, key: &ApiKey) -> Result<Balance, UpstreamError> {
         let t = &self.transport;
         let (sub, usage, pricing) = tokio::join!(
@@ -184,6 +187,7 @@ impl GatewayClient {
     /// `POST /v1/files/upload/base64`: one local file turned into a URL for
     /// `file_urls`. Not idempotent, so sent once (resent only when nothing was
     /// sent or on 429, like a create).
+    #[tracing::instrument(name = "gateway.upload", level = "debug", skip_all, fields(bytes = data.len()))]
     pub async fn upload_file(
         &self,
         key: &ApiKey,

@@ -69,6 +69,7 @@ impl HeygenClient {
     }
 
     /// `POST /v3/video-agents` in `generate` mode.
+    #[tracing::instrument(name = "heygen.create", level = "debug", skip_all)]
     pub async fn create_session(
         &self,
         key: &ApiKey,
@@ -129,6 +130,7 @@ impl HeygenClient {
 
     /// Where a session stands: the session until it names a video, then the
     /// video, with the session's progress.
+    #[tracing::instrument(name = "heygen.status", level = "debug", skip_all, fields(task_id = %task_id))]
     pub async fn snapshot(
         &self,
         key: &ApiKey,
@@ -143,6 +145,7 @@ impl HeygenClient {
     }
 
     /// `GET /v3/users/me`: wallet, subscription or usage-based balance.
+    #[tracing::instrument(name = "heygen.balance", level = "debug", skip_all)]
     pub async fn me(&self, key: &ApiKey) -> Result<Balance, UpstreamError> {
         let value = self.transport.get_json(key, "/v3/users/me").await?;
         let me: Me = serde_json::from_value(value.get("data").cloned().unwrap_or(Value::Null))
@@ -172,6 +175,7 @@ impl HeygenClient {
     }
 
     /// `POST /v3/assets` (multipart, field `file`): the asset id for `files`.
+    #[tracing::instrument(name = "heygen.upload", level = "debug", skip_all, fields(bytes = data.len()))]
     pub async fn upload_asset(
         &self,
         key: &ApiKey,
@@ -221,6 +225,7 @@ impl HeygenClient {
     }
 
     /// `POST /v3/video-agents/{session_id}/stop`.
+    #[tracing::instrument(name = "heygen.stop", level = "debug", skip_all, fields(task_id = %session_id))]
     pub async fn stop(&self, key: &ApiKey, session_id: &str) -> Result<(), UpstreamError> {
         validate_task_id(session_id)?;
         let url = self

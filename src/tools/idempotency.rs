@@ -282,6 +282,7 @@ impl VideoServer {
 
     /// Creates the video at most once for identical requests (see the module
     /// docs); returns the tool result.
+    #[tracing::instrument(name = "tool.create_video", level = "debug", skip_all)]
     pub(crate) async fn create_once(
         &self,
         key: ApiKey,

@@ -82,6 +82,7 @@ impl VideoServer {
     }
 
     /// Looks a task up; the building block of status checks, waits and downloads.
+    #[tracing::instrument(name = "tool.lookup", level = "debug", skip_all, fields(task_id = %task_id))]
     pub(crate) async fn lookup_with_key(
         &self,
         key: &ApiKey,
