@@ -500,3 +500,43 @@ async fn a_running_video_can_be_stopped_with_tasks_cancel() {
     assert!(text.contains("Stopped by user"), "{text}");
     raw.close().await;
 }
+
+async fn run_check(sim: &Simulator, key: &str) -> (bool, String) {
+    let home = common::TestHome::new();
+    let opts = ServerOpts {
+        api_base: Some(sim.base_url()),
+        api_key: Some(key.into()),
+        args: vec!["--backend".into(), "heygen".into(), "check".into()],
+        ..ServerOpts::default()
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        common::server_command(&opts, &home).output(),
+    )
+    .await
+    .expect("check finishes")
+    .expect("check runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+    (out.status.success(), stdout)
+}
+
+#[tokio::test]
+async fn check_reads_the_heygen_account() {
+    let sim = v3_sim(Duration::from_secs(30)).await;
+    let (ok, out) = run_check(&sim, TEST_KEY).await;
+    assert!(ok, "{out}");
+    for needle in [
+        "heygen backend",
+        "ok   key       accepted by HeyGen",
+        "USD remaining",
+        "All checks passed.",
+    ] {
+        assert!(out.contains(needle), "{needle:?} in:\n{out}");
+    }
+    assert!(!out.contains("model"), "no gateway model line:\n{out}");
+    let (ok, out) = run_check(&sim, "not-the-key-0000000").await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("FAIL key       rejected (HTTP 401)"), "{out}");
+}
