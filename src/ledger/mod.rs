@@ -13,6 +13,7 @@
 //! record is refused ([`Ledger::shared`]).
 
 mod pg_sessions;
+pub mod policy;
 pub mod postgres;
 pub mod sessions;
 pub mod sqlite;

@@ -44,7 +44,7 @@ use tokio_postgres::{
 
 use super::{
     Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
-    RecordState, Settle, ms, parse_time, pg_sessions::PostgresSessions, sessions::SharedSessions,
+    Settle, parse_time, pg_sessions::PostgresSessions, policy, sessions::SharedSessions,
 };
 use crate::tools::view::VideoTask;
 
@@ -528,109 +528,63 @@ async fn decide(
         .await?;
     }
     let now: i64 = tx.query_one(&format!("SELECT {NOW_MS}"), &[]).await?.get(0);
-    // A reservation this old, or without a heartbeat for this long, belongs to
-    // a call that died mid-create: whether the upstream got it is unknown.
+    let (requested_before, heartbeat_before) = policy::stale_before(now, &policy);
     tx.execute(
         "UPDATE heygen_videos SET state = 'maybe_created', updated_at = $1, note = COALESCE(note, \
          'the server stopped or timed out while this video was being created') \
          WHERE tenant = $2 AND state = 'creating' AND (requested_at < $3 OR updated_at < $4)",
-        &[
-            &now,
-            &id.tenant,
-            &now.saturating_sub(ms(policy.stale_after)),
-            &now.saturating_sub(ms(policy.orphaned_after)),
-        ],
+        &[&now, &id.tenant, &requested_before, &heartbeat_before],
     )
     .await?;
     let select = format!("SELECT {COLUMNS} FROM heygen_videos");
-    // The create this call waited for answers it, whatever the window, unless
-    // it provably created nothing (its row is gone) or its task failed.
+    let mut found = policy::Found::default();
     if let Some(row_id) = policy.joined {
-        let found = tx
+        let row = tx
             .query_opt(
                 &format!("{select} WHERE id = $1 AND tenant = $2 AND args_hash = $3"),
                 &[&row_id, &id.tenant, &id.args_hash],
             )
             .await?;
-        let found = found.as_ref().map(read_record).transpose()?;
-        let answer = found.and_then(|rec| match rec.state {
-            RecordState::Creating => Some(Claim::InProgress(rec.row_id)),
-            RecordState::MaybeCreated => Some(Claim::MaybeCreated(rec)),
-            RecordState::Created if rec.dedupable() => Some(Claim::Existing {
-                by_key: rec.idempotency_key.is_some() && rec.idempotency_key == id.idempotency_key,
-                record: rec,
-            }),
-            RecordState::Created => None,
-        });
-        if let Some(answer) = answer {
-            return Ok(answer);
-        }
+        found.joined = row.as_ref().map(read_record).transpose()?;
     }
     if let Some(key) = &id.idempotency_key {
-        let found = tx
+        let row = tx
             .query_opt(
                 &format!("{select} WHERE tenant = $1 AND idempotency_key = $2"),
                 &[&id.tenant, key],
             )
             .await?;
-        if let Some(rec) = found.as_ref().map(read_record).transpose()? {
-            let expired = rec.requested_at_ms < now.saturating_sub(ms(policy.key_lifetime));
-            let dead = rec.state == RecordState::Created && !rec.dedupable();
-            if expired || dead {
-                // Free the key (the row itself stays in the history).
-                tx.execute(
-                    "UPDATE heygen_videos SET idempotency_key = NULL WHERE id = $1",
-                    &[&rec.row_id],
-                )
-                .await?;
-            } else {
-                return Ok(if rec.args_hash != id.args_hash {
-                    Claim::KeyConflict(rec)
-                } else {
-                    match rec.state {
-                        RecordState::Creating => Claim::InProgress(rec.row_id),
-                        RecordState::MaybeCreated => Claim::MaybeCreated(rec),
-                        RecordState::Created => Claim::Existing {
-                            record: rec,
-                            by_key: true,
-                        },
-                    }
-                });
-            }
-        }
+        found.by_key = row.as_ref().map(read_record).transpose()?;
     } else {
-        let window_start = now.saturating_sub(ms(policy.window));
-        let maybe_start = now.saturating_sub(ms(policy.key_lifetime));
-        let window_on = !policy.window.is_zero();
-        let found = tx
-            .query_opt(
+        let rows = tx
+            .query(
                 &format!(
-                    "{select} WHERE tenant = $1 AND args_hash = $2 AND ( \
-                       (state = 'maybe_created' AND requested_at >= $4) \
-                       OR state = 'creating' \
-                       OR ($5 AND state = 'created' AND requested_at >= $3 \
-                           AND (status IS NULL OR status NOT IN ('failed', 'cancelled'))) \
-                     ) ORDER BY requested_at DESC, id DESC LIMIT 1"
+                    "{select} WHERE tenant = $1 AND args_hash = $2 \
+                     AND (state = 'creating' OR requested_at >= $3) \
+                     ORDER BY requested_at DESC, id DESC LIMIT $4"
                 ),
                 &[
                     &id.tenant,
                     &id.args_hash,
-                    &window_start,
-                    &maybe_start,
-                    &window_on,
+                    &policy::oldest_relevant(now, &policy),
+                    &policy::SAME_ARGS_SCAN,
                 ],
             )
             .await?;
-        if let Some(rec) = found.as_ref().map(read_record).transpose()? {
-            return Ok(match rec.state {
-                RecordState::Creating => Claim::InProgress(rec.row_id),
-                RecordState::MaybeCreated => Claim::MaybeCreated(rec),
-                RecordState::Created => Claim::Existing {
-                    record: rec,
-                    by_key: false,
-                },
-            });
+        found.same_args = rows.iter().map(read_record).collect::<Result<_, _>>()?;
+    }
+    match policy::decide(id, &policy, now, found) {
+        policy::Decision::Answer(answer) => return Ok(*answer),
+        policy::Decision::Reserve {
+            free_key: Some(row_id),
+        } => {
+            tx.execute(
+                "UPDATE heygen_videos SET idempotency_key = NULL WHERE id = $1",
+                &[&row_id],
+            )
+            .await?;
         }
+        policy::Decision::Reserve { free_key: None } => {}
     }
     let row: i64 = tx
         .query_one(

@@ -26,7 +26,7 @@ use rusqlite::{
 
 use super::{
     Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
-    RecordState, Settle, ms, now_ms, parse_time,
+    Settle, now_ms, parse_time, policy,
 };
 use crate::{tools::view::VideoTask, video::VideoStatus};
 
@@ -354,112 +354,64 @@ fn claim(
 ) -> rusqlite::Result<Claim> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    // A reservation this old, or without a heartbeat for this long, belongs to
-    // a call that died mid-create: whether the upstream got it is unknown.
+    let (requested_before, heartbeat_before) = policy::stale_before(now, &policy);
     tx.execute(
         "UPDATE videos SET state = 'maybe_created', updated_at = ?1, note = COALESCE(note, \
          'the server stopped or timed out while this video was being created') \
          WHERE state = 'creating' AND (requested_at < ?2 OR updated_at < ?3)",
-        params![
-            now,
-            now.saturating_sub(ms(policy.stale_after)),
-            now.saturating_sub(ms(policy.orphaned_after))
-        ],
+        params![now, requested_before, heartbeat_before],
     )?;
     let select = format!("SELECT {COLUMNS} FROM videos");
-    // The create this call waited for answers it, whatever the window, unless
-    // it provably created nothing (its row is gone) or its task failed.
+    let mut found = policy::Found::default();
     if let Some(row_id) = policy.joined {
-        let found = tx
+        found.joined = tx
             .query_row(
                 &format!("{select} WHERE id = ?1 AND tenant = ?2 AND args_hash = ?3"),
                 params![row_id, id.tenant, id.args_hash],
                 read_record,
             )
             .optional()?;
-        let answer = found.and_then(|rec| match rec.state {
-            RecordState::Creating => Some(Claim::InProgress(rec.row_id)),
-            RecordState::MaybeCreated => Some(Claim::MaybeCreated(rec)),
-            RecordState::Created if rec.dedupable() => Some(Claim::Existing {
-                by_key: rec.idempotency_key.is_some() && rec.idempotency_key == id.idempotency_key,
-                record: rec,
-            }),
-            RecordState::Created => None,
-        });
-        if let Some(answer) = answer {
-            tx.commit()?;
-            return Ok(answer);
-        }
     }
     if let Some(key) = &id.idempotency_key {
-        let found = tx
+        found.by_key = tx
             .query_row(
                 &format!("{select} WHERE tenant = ?1 AND idempotency_key = ?2"),
                 params![id.tenant, key],
                 read_record,
             )
             .optional()?;
-        if let Some(rec) = found {
-            let expired = rec.requested_at_ms < now.saturating_sub(ms(policy.key_lifetime));
-            let dead = rec.state == RecordState::Created && !rec.dedupable();
-            if expired || dead {
-                // Free the key (the row itself stays in the history).
-                tx.execute(
-                    "UPDATE videos SET idempotency_key = NULL WHERE id = ?1",
-                    params![rec.row_id],
-                )?;
-            } else {
-                let answer = if rec.args_hash != id.args_hash {
-                    Claim::KeyConflict(rec)
-                } else {
-                    match rec.state {
-                        RecordState::Creating => Claim::InProgress(rec.row_id),
-                        RecordState::MaybeCreated => Claim::MaybeCreated(rec),
-                        RecordState::Created => Claim::Existing {
-                            record: rec,
-                            by_key: true,
-                        },
-                    }
-                };
-                tx.commit()?;
-                return Ok(answer);
-            }
-        }
     } else {
-        let window_start = now.saturating_sub(ms(policy.window));
-        let maybe_start = now.saturating_sub(ms(policy.key_lifetime));
-        let found = tx
-            .query_row(
-                &format!(
-                    "{select} WHERE tenant = ?1 AND args_hash = ?2 AND ( \
-                       (state = 'maybe_created' AND requested_at >= ?4) \
-                       OR state = 'creating' \
-                       OR (?5 AND state = 'created' AND requested_at >= ?3 \
-                           AND (status IS NULL OR status NOT IN ('failed', 'cancelled'))) \
-                     ) ORDER BY requested_at DESC, id DESC LIMIT 1"
-                ),
+        let mut stmt = tx.prepare(&format!(
+            "{select} WHERE tenant = ?1 AND args_hash = ?2 \
+             AND (state = 'creating' OR requested_at >= ?3) \
+             ORDER BY requested_at DESC, id DESC LIMIT ?4"
+        ))?;
+        found.same_args = stmt
+            .query_map(
                 params![
                     id.tenant,
                     id.args_hash,
-                    window_start,
-                    maybe_start,
-                    !policy.window.is_zero()
+                    policy::oldest_relevant(now, &policy),
+                    policy::SAME_ARGS_SCAN
                 ],
                 read_record,
-            )
-            .optional()?;
-        if let Some(rec) = found {
-            let answer = match rec.state {
-                RecordState::Creating => Claim::InProgress(rec.row_id),
-                RecordState::MaybeCreated => Claim::MaybeCreated(rec),
-                RecordState::Created => Claim::Existing {
-                    record: rec,
-                    by_key: false,
-                },
-            };
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+    }
+    match policy::decide(id, &policy, now, found) {
+        policy::Decision::Answer(answer) => {
             tx.commit()?;
-            return Ok(answer);
+            return Ok(*answer);
         }
+        policy::Decision::Reserve {
+            free_key: Some(row_id),
+        } => {
+            tx.execute(
+                "UPDATE videos SET idempotency_key = NULL WHERE id = ?1",
+                params![row_id],
+            )?;
+        }
+        policy::Decision::Reserve { free_key: None } => {}
     }
     tx.execute(
         "INSERT INTO videos (tenant, state, requested_at, updated_at, prompt, args_hash, \
@@ -677,6 +629,7 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::RecordState;
     use crate::video::NewVideo;
 
     fn identity(tenant: &str, prompt: &str, key: Option<&str>) -> CreateIdentity {
