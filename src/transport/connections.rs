@@ -36,7 +36,7 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use crate::config::ConnectionLimits;
+use super::settings::ConnectionLimits;
 
 /// File descriptors kept free for everything that is not a client connection
 /// (upstream requests, the ledger, downloads, logs).

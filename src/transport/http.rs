@@ -49,7 +49,9 @@ use super::sessions::{
     SessionRegistry, StoreDown, priming_bytes,
 };
 use crate::{
-    config::{CallerKeys, HttpSettings, is_loopback_host},
+    net::is_loopback_host,
+    tools::CallerKeys,
+    transport::settings::HttpSettings,
     tools::{AppState, CALLER_KEY_HEADER, Principal, VideoServer},
 };
 

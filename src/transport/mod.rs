@@ -4,4 +4,5 @@ pub mod connections;
 pub mod http;
 pub mod oauth;
 pub mod sessions;
+pub mod settings;
 pub mod stdio;

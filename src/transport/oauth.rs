@@ -28,7 +28,7 @@ use jsonwebtoken::{
 use serde::Deserialize;
 use url::Url;
 
-use crate::{config::OAuthSettings, tools::Principal};
+use crate::{tools::Principal, transport::settings::OAuthSettings};
 
 /// Signature algorithms a token may use.
 pub const ALLOWED_ALGS: [Algorithm; 7] = [
@@ -114,7 +114,7 @@ fn http_client(loopback: bool) -> Result<reqwest::Client, String> {
 }
 
 fn is_loopback(u: &Url) -> bool {
-    u.host_str().is_some_and(crate::config::is_loopback_host)
+    u.host_str().is_some_and(crate::net::is_loopback_host)
 }
 
 /// GETs a JSON document, bounded in time and size.

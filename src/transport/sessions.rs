@@ -65,7 +65,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    config::SessionLimits,
+    transport::settings::SessionLimits,
     ledger::{
         LedgerError, SharedSessions,
         sessions::{Binding as StoredBinding, Reserved, SessionCaps},
