@@ -13,12 +13,13 @@ use std::{
 
 use heygen_video_mcp::{
     ledger::{
-        Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery,
-        PostgresLedger, PostgresUrl, RecordState, Settle, SharedSessions, SqliteLedger,
+        Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, ListQuery, PostgresLedger,
+        PostgresUrl, RecordState, Settle, SharedSessions, SqliteLedger,
         sessions::{Binding, Reserved, SessionCaps},
     },
-    tools::view::{VideoStatus, VideoTask},
+    tools::view::VideoStatus,
     video::NewVideo,
+    video::TaskSnapshot,
 };
 
 type Open = Arc<dyn Fn() -> Arc<dyn Ledger> + Send + Sync>;
@@ -37,31 +38,13 @@ fn policy(window_ms: u64) -> ClaimPolicy {
     }
 }
 
-fn view(task_id: &str, status: VideoStatus) -> VideoTask {
-    let mut v = LedgerRecord {
-        row_id: 0,
-        tenant: String::new(),
-        state: RecordState::Created,
-        task_id: Some(task_id.into()),
-        requested_at_ms: 0,
-        created_at: None,
-        prompt_preview: String::new(),
-        args_hash: String::new(),
-        idempotency_key: None,
-        status: Some(status),
-        upstream_status: None,
-        progress: 0,
-        video_urls: vec![],
-        links_expire_at: None,
-        error: None,
-        estimated_seconds: None,
-        saved_path: None,
-        size_bytes: None,
-        note: None,
+fn view(task_id: &str, status: VideoStatus) -> TaskSnapshot {
+    TaskSnapshot {
+        task_id: task_id.into(),
+        status,
+        upstream_status: status.as_str().into(),
+        ..TaskSnapshot::default()
     }
-    .to_view();
-    v.prompt = None;
-    v
 }
 
 async fn reserve(l: &Arc<dyn Ledger>, id: &CreateIdentity, p: ClaimPolicy) -> i64 {

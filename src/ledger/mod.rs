@@ -29,10 +29,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    tools::view::VideoTask,
-    video::{FileRef, NewVideo, Orientation, TaskErrorView, VideoStatus, rfc3339},
-};
+use crate::video::{FileRef, NewVideo, Orientation, TaskErrorView, TaskSnapshot, VideoStatus};
 
 pub use pg_sessions::PostgresSessions;
 pub use postgres::{PostgresLedger, PostgresUrl};
@@ -270,35 +267,6 @@ impl LedgerRecord {
             Some(VideoStatus::Failed | VideoStatus::Cancelled)
         )
     }
-
-    /// The record as the `VideoTask` view (without `next_step`, which the
-    /// caller fills in for the situation).
-    pub fn to_view(&self) -> VideoTask {
-        let status = self.status.unwrap_or(VideoStatus::Pending);
-        VideoTask {
-            task_id: self.task_id.clone().unwrap_or_default(),
-            status,
-            upstream_status: self
-                .upstream_status
-                .clone()
-                .unwrap_or_else(|| status.as_str().to_string()),
-            progress: self.progress.min(100),
-            created_at: self.created_at.and_then(unix_secs).map(rfc3339),
-            links_expire_at: self.links_expire_at.and_then(unix_secs).map(rfc3339),
-            video_urls: self.video_urls.clone(),
-            error: self.error.clone(),
-            estimated_seconds: self.estimated_seconds,
-            next_step: String::new(),
-            saved_path: self.saved_path.clone(),
-            size_bytes: self.size_bytes,
-            reused: None,
-            prompt: Some(self.prompt_preview.clone()),
-            idempotency_key: self.idempotency_key.clone(),
-            links_expired: None,
-            thumbnail_url: None,
-            duration_seconds: None,
-        }
-    }
 }
 
 pub fn unix_secs(secs: i64) -> Option<SystemTime> {
@@ -342,7 +310,7 @@ pub enum Claim {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settle {
     /// The upstream accepted it: the task as first seen.
-    Created(Box<VideoTask>),
+    Created(Box<TaskSnapshot>),
     /// It failed in a way that may still have created it: why.
     MaybeCreated(String),
     /// It provably did not create anything: the reservation is dropped.
@@ -386,7 +354,7 @@ pub trait Ledger: Send + Sync + fmt::Debug {
     fn record_status(
         &self,
         tenant: &str,
-        view: &VideoTask,
+        task: &TaskSnapshot,
     ) -> BoxFuture<'static, Result<(), LedgerError>>;
 
     /// Records where a task's video was saved.
@@ -501,6 +469,42 @@ pub(crate) fn parse_status(s: &str) -> Option<VideoStatus> {
     })
 }
 
+/// The columns a status observation writes, from a snapshot (both stores).
+pub(crate) struct Observed {
+    pub status: &'static str,
+    pub upstream_status: String,
+    pub progress: u8,
+    /// JSON array of the URLs.
+    pub urls: String,
+    /// Seconds since the epoch.
+    pub created_at: Option<i64>,
+    pub links_expire_at: Option<i64>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub estimated: Option<i64>,
+}
+
+/// Seconds since the epoch.
+fn epoch_secs(t: SystemTime) -> Option<i64> {
+    i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
+}
+
+impl Observed {
+    pub fn of(task: &TaskSnapshot) -> Self {
+        Self {
+            status: task.status.as_str(),
+            upstream_status: task.upstream_status.clone(),
+            progress: task.progress.min(100),
+            urls: serde_json::to_string(&task.video_urls).unwrap_or_else(|_| "[]".into()),
+            created_at: task.created_at.and_then(epoch_secs),
+            links_expire_at: task.links_expire_at.and_then(epoch_secs),
+            error_code: task.error.as_ref().and_then(|e| e.code.clone()),
+            error_message: task.error.as_ref().map(|e| e.message.clone()),
+            estimated: task.estimated_seconds.and_then(|e| i64::try_from(e).ok()),
+        }
+    }
+}
+
 /// A duration in whole milliseconds, as the stores keep times.
 pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -540,7 +544,7 @@ mod tests {
     #[test]
     fn times_round_trip() {
         let secs = 1_757_165_031;
-        let text = rfc3339(unix_secs(secs).unwrap());
+        let text = crate::video::rfc3339(unix_secs(secs).unwrap());
         assert_eq!(parse_time(&text), Some(secs));
         assert_eq!(parse_time("nonsense"), None);
     }

@@ -43,10 +43,10 @@ use tokio_postgres::{
 };
 
 use super::{
-    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
-    Settle, parse_time, pg_sessions::PostgresSessions, policy, sessions::SharedSessions,
+    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, Observed,
+    RecordRow, Settle, pg_sessions::PostgresSessions, policy, sessions::SharedSessions,
 };
-use crate::tools::view::VideoTask;
+use crate::video::TaskSnapshot;
 
 /// Longest wait for a free (or new) connection.
 pub const POOL_WAIT: Duration = Duration::from_secs(5);
@@ -624,35 +624,6 @@ async fn claim(ctx: Ctx, id: CreateIdentity, policy: ClaimPolicy) -> Result<Clai
     }
 }
 
-/// The columns a status observation updates, from a view.
-struct Observed {
-    status: &'static str,
-    upstream_status: String,
-    progress: i32,
-    urls: String,
-    created_at: Option<i64>,
-    links_expire_at: Option<i64>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    estimated: Option<i64>,
-}
-
-impl Observed {
-    fn of(view: &VideoTask) -> Self {
-        Self {
-            status: view.status.as_str(),
-            upstream_status: view.upstream_status.clone(),
-            progress: i32::from(view.progress),
-            urls: serde_json::to_string(&view.video_urls).unwrap_or_else(|_| "[]".into()),
-            created_at: view.created_at.as_deref().and_then(parse_time),
-            links_expire_at: view.links_expire_at.as_deref().and_then(parse_time),
-            error_code: view.error.as_ref().and_then(|e| e.code.clone()),
-            error_message: view.error.as_ref().map(|e| e.message.clone()),
-            estimated: view.estimated_seconds.and_then(|e| i64::try_from(e).ok()),
-        }
-    }
-}
-
 async fn settle(ctx: Ctx, row_id: i64, outcome: Settle) -> Result<(), LedgerError> {
     let client = ctx.client().await?;
     match outcome {
@@ -681,6 +652,7 @@ async fn settle(ctx: Ctx, row_id: i64, outcome: Settle) -> Result<(), LedgerErro
         }
         Settle::Created(view) => {
             let o = Observed::of(&view);
+            let progress = i32::from(o.progress);
             let updated = client
                 .execute(
                     &format!(
@@ -694,7 +666,7 @@ async fn settle(ctx: Ctx, row_id: i64, outcome: Settle) -> Result<(), LedgerErro
                         &view.task_id,
                         &o.status,
                         &o.upstream_status,
-                        &o.progress,
+                        &progress,
                         &o.urls,
                         &o.created_at,
                         &o.links_expire_at,
@@ -721,9 +693,10 @@ async fn settle(ctx: Ctx, row_id: i64, outcome: Settle) -> Result<(), LedgerErro
     Ok(())
 }
 
-async fn record_status(ctx: Ctx, tenant: String, view: VideoTask) -> Result<(), LedgerError> {
+async fn record_status(ctx: Ctx, tenant: String, view: TaskSnapshot) -> Result<(), LedgerError> {
     let client = ctx.client().await?;
     let o = Observed::of(&view);
+    let progress = i32::from(o.progress);
     client
         .execute(
             &format!(
@@ -738,7 +711,7 @@ async fn record_status(ctx: Ctx, tenant: String, view: VideoTask) -> Result<(), 
                 &view.task_id,
                 &o.status,
                 &o.upstream_status,
-                &o.progress,
+                &progress,
                 &o.urls,
                 &o.created_at,
                 &o.links_expire_at,
@@ -817,7 +790,7 @@ impl Ledger for PostgresLedger {
     fn record_status(
         &self,
         tenant: &str,
-        view: &VideoTask,
+        view: &TaskSnapshot,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
         let (tenant, view) = (tenant.to_string(), view.clone());
         self.run(move |ctx| record_status(ctx, tenant, view))

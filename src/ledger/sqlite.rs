@@ -25,10 +25,10 @@ use rusqlite::{
 };
 
 use super::{
-    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, RecordRow,
-    Settle, now_ms, parse_time, policy,
+    Claim, ClaimPolicy, CreateIdentity, Ledger, LedgerError, LedgerRecord, ListQuery, Observed,
+    RecordRow, Settle, now_ms, policy,
 };
-use crate::{tools::view::VideoTask, video::VideoStatus};
+use crate::video::{TaskSnapshot, VideoStatus};
 
 /// How long a statement waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -429,35 +429,6 @@ fn claim(
     Ok(Claim::Reserved(row_id))
 }
 
-/// The columns a status observation updates, from a view.
-struct Observed {
-    status: &'static str,
-    upstream_status: String,
-    progress: i64,
-    urls: String,
-    created_at: Option<i64>,
-    links_expire_at: Option<i64>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    estimated: Option<i64>,
-}
-
-impl Observed {
-    fn of(view: &VideoTask) -> Self {
-        Self {
-            status: status_str(view.status),
-            upstream_status: view.upstream_status.clone(),
-            progress: i64::from(view.progress),
-            urls: serde_json::to_string(&view.video_urls).unwrap_or_else(|_| "[]".into()),
-            created_at: view.created_at.as_deref().and_then(parse_time),
-            links_expire_at: view.links_expire_at.as_deref().and_then(parse_time),
-            error_code: view.error.as_ref().and_then(|e| e.code.clone()),
-            error_message: view.error.as_ref().map(|e| e.message.clone()),
-            estimated: view.estimated_seconds.and_then(|e| i64::try_from(e).ok()),
-        }
-    }
-}
-
 fn settle(conn: &mut Connection, row_id: i64, outcome: Settle) -> rusqlite::Result<()> {
     let now = now_ms();
     match outcome {
@@ -487,7 +458,7 @@ fn settle(conn: &mut Connection, row_id: i64, outcome: Settle) -> rusqlite::Resu
                     view.task_id,
                     o.status,
                     o.upstream_status,
-                    o.progress,
+                    i64::from(o.progress),
                     o.urls,
                     o.created_at,
                     o.links_expire_at,
@@ -511,7 +482,7 @@ fn settle(conn: &mut Connection, row_id: i64, outcome: Settle) -> rusqlite::Resu
     Ok(())
 }
 
-fn record_status(conn: &mut Connection, tenant: &str, view: &VideoTask) -> rusqlite::Result<()> {
+fn record_status(conn: &mut Connection, tenant: &str, view: &TaskSnapshot) -> rusqlite::Result<()> {
     let o = Observed::of(view);
     conn.execute(
         "UPDATE videos SET status = ?3, upstream_status = ?4, progress = ?5, video_urls = ?6, \
@@ -524,7 +495,7 @@ fn record_status(conn: &mut Connection, tenant: &str, view: &VideoTask) -> rusql
             view.task_id,
             o.status,
             o.upstream_status,
-            o.progress,
+            i64::from(o.progress),
             o.urls,
             o.created_at,
             o.links_expire_at,
@@ -589,7 +560,7 @@ impl Ledger for SqliteLedger {
     fn record_status(
         &self,
         tenant: &str,
-        view: &VideoTask,
+        view: &TaskSnapshot,
     ) -> BoxFuture<'static, Result<(), LedgerError>> {
         let tenant = tenant.to_string();
         let view = view.clone();
@@ -629,7 +600,6 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::RecordState;
     use crate::video::NewVideo;
 
     fn identity(tenant: &str, prompt: &str, key: Option<&str>) -> CreateIdentity {
@@ -646,31 +616,13 @@ mod tests {
         }
     }
 
-    fn view(task_id: &str, status: VideoStatus) -> VideoTask {
-        let mut v = LedgerRecord {
-            row_id: 0,
-            tenant: String::new(),
-            state: RecordState::Created,
-            task_id: Some(task_id.into()),
-            requested_at_ms: 0,
-            created_at: None,
-            prompt_preview: String::new(),
-            args_hash: String::new(),
-            idempotency_key: None,
-            status: Some(status),
-            upstream_status: None,
-            progress: 0,
-            video_urls: vec![],
-            links_expire_at: None,
-            error: None,
-            estimated_seconds: None,
-            saved_path: None,
-            size_bytes: None,
-            note: None,
+    fn view(task_id: &str, status: VideoStatus) -> TaskSnapshot {
+        TaskSnapshot {
+            task_id: task_id.into(),
+            status,
+            upstream_status: status.as_str().into(),
+            ..TaskSnapshot::default()
         }
-        .to_view();
-        v.prompt = None;
-        v
     }
 
     async fn reserve(l: &SqliteLedger, id: &CreateIdentity, p: ClaimPolicy) -> i64 {

@@ -83,7 +83,7 @@ struct Slot {
     rx: watch::Receiver<Option<Outcome>>,
 }
 /// What was last written for a task: upstream status, progress, URL count, expiry.
-type Observed = (String, u8, usize, Option<String>);
+type Observed = (String, u8, usize, Option<SystemTime>);
 
 /// Creates in flight in this process, by tenant and identity, plus the last
 /// status written to the ledger per task (to skip unchanged writes).
@@ -176,12 +176,12 @@ impl Creates {
     }
 
     /// True when `view` differs from what was last written for the task.
-    fn changed(&self, tenant: &str, view: &VideoTask) -> bool {
+    fn changed(&self, tenant: &str, view: &TaskSnapshot) -> bool {
         let seen = (
             view.upstream_status.clone(),
             view.progress,
             view.video_urls.len(),
-            view.links_expire_at.clone(),
+            view.links_expire_at,
         );
         let mut map = lock(&self.inner.recorded);
         if map.len() >= MAX_REMEMBERED {
@@ -259,14 +259,15 @@ fn ago(d: Duration) -> String {
 impl VideoServer {
     /// Records what a lookup learned about a task in the ledger (unchanged
     /// observations are skipped; the write happens off the runtime).
-    pub(crate) fn remember(&self, key: &ApiKey, view: &VideoTask) {
+    pub(crate) fn remember(&self, key: &ApiKey, task: &TaskSnapshot) {
         let Some(ledger) = &self.state.options.ledger else {
             return;
         };
         let tenant = key.tenant();
-        if self.state.options.creates.changed(&tenant, view) {
-            // Queued now; nothing to wait for.
-            drop(ledger.record_status(&tenant, view));
+        if self.state.options.creates.changed(&tenant, task) {
+            // Both stores start the write when called (their own thread, or
+            // a spawned task): dropping the future abandons only the wait.
+            drop(ledger.record_status(&tenant, task));
         }
     }
 
@@ -458,15 +459,23 @@ impl VideoServer {
         };
 
         tracing::info!(prompt_chars = body.prompt.chars().count(), "creating video");
-        let result = self.state.backend.create(key, body).await;
+        let now = SystemTime::now();
+        let result = self.state.backend.create(key, body).await.map(|mut task| {
+            // The creation time as this server saw it when the upstream omits it.
+            task.created_at.get_or_insert(now);
+            task
+        });
         let view = result.as_ref().ok().map(|task: &TaskSnapshot| {
-            let mut v = VideoTask::created(task, SystemTime::now(), self.state.caps());
+            let mut v = VideoTask::created(task, now, self.state.caps());
             v.idempotency_key = identity.idempotency_key.clone();
             v
         });
         if let (Some(ledger), Some(row)) = (self.state.options.ledger.as_ref(), reservation) {
             let settle = match (&result, &view) {
-                (Ok(_), Some(v)) => Settle::Created(Box::new(v.clone())),
+                (Ok(task), Some(v)) => Settle::Created(Box::new(TaskSnapshot {
+                    task_id: v.task_id.clone(),
+                    ..task.clone()
+                })),
                 (Err(e), _) if e.create_may_have_happened() => {
                     Settle::MaybeCreated(key.scrub(&e.to_string()))
                 }
@@ -530,7 +539,7 @@ impl VideoServer {
         accept_any: bool,
     ) -> Option<VideoTask> {
         let now = SystemTime::now();
-        let mut view = record.to_view();
+        let mut view = VideoTask::from_record(record);
         let running = record.status.is_none_or(|s| !s.is_finished());
         if running
             && !accept_any
@@ -541,7 +550,7 @@ impl VideoServer {
                     let fresh = VideoTask::from_snapshot(&task, now, self.state.caps());
                     if let Some(ledger) = &self.state.options.ledger {
                         // Awaited: the next claim must see it.
-                        let _ = ledger.record_status(&record.tenant, &fresh).await;
+                        let _ = ledger.record_status(&record.tenant, &task).await;
                     }
                     if !record_dedupable(&fresh) {
                         return None;
@@ -851,7 +860,7 @@ mod tests {
         fn record_status(
             &self,
             tenant: &str,
-            view: &VideoTask,
+            view: &TaskSnapshot,
         ) -> BoxFuture<'static, Result<(), LedgerError>> {
             self.0.record_status(tenant, view)
         }

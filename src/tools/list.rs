@@ -475,7 +475,7 @@ impl VideoServer {
         let mut unconfirmed = Vec::new();
         for rec in &rows {
             if rec.state == RecordState::Created && rec.task_id.is_some() {
-                let mut v = rec.to_view();
+                let mut v = VideoTask::from_record(rec);
                 v.refresh_next_step(now, self.state.caps());
                 apply_expiry(&mut v, now);
                 videos.push(v);

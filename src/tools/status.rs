@@ -95,7 +95,7 @@ impl VideoServer {
             .await
             .map_err(|e| error_result(e.user_message(Operation::GetTask)))?;
         let view = VideoTask::from_snapshot(&task, SystemTime::now(), self.state.caps());
-        self.remember(key, &view);
+        self.remember(key, &task);
         Ok(view)
     }
 

@@ -186,7 +186,7 @@ impl VideoServer {
             }
         };
         let mut view = VideoTask::from_snapshot(&task, SystemTime::now(), self.state.caps());
-        self.remember(&key, &view);
+        self.remember(&key, &task);
         let detailed = match view.status {
             VideoStatus::Completed => {
                 self.auto_save(&key, &mut view).await;

@@ -8,9 +8,12 @@ use rmcp::model::{CallToolResult, ContentBlock, Resource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Capabilities;
-use crate::video::TaskSnapshot;
 pub use crate::video::{TaskErrorView, VideoStatus, human_bytes, rfc3339};
+use crate::{
+    backend::Capabilities,
+    ledger::{LedgerRecord, unix_secs},
+    video::TaskSnapshot,
+};
 
 /// How next steps offer a server-side wait: opt-in, because many clients end
 /// a tool call after a few seconds (the OpenAI Agents SDK after 5 s).
@@ -96,6 +99,35 @@ impl VideoTask {
         };
         view.next_step = view.status_next_step(task.links_expire_at, now, caps);
         view
+    }
+
+    /// A ledger record as the view (without `next_step`, which the caller
+    /// fills in for the situation).
+    pub fn from_record(r: &LedgerRecord) -> Self {
+        let status = r.status.unwrap_or(VideoStatus::Pending);
+        VideoTask {
+            task_id: r.task_id.clone().unwrap_or_default(),
+            status,
+            upstream_status: r
+                .upstream_status
+                .clone()
+                .unwrap_or_else(|| status.as_str().to_string()),
+            progress: r.progress.min(100),
+            created_at: r.created_at.and_then(unix_secs).map(rfc3339),
+            links_expire_at: r.links_expire_at.and_then(unix_secs).map(rfc3339),
+            video_urls: r.video_urls.clone(),
+            error: r.error.clone(),
+            estimated_seconds: r.estimated_seconds,
+            next_step: String::new(),
+            saved_path: r.saved_path.clone(),
+            size_bytes: r.size_bytes,
+            reused: None,
+            prompt: Some(r.prompt_preview.clone()),
+            idempotency_key: r.idempotency_key.clone(),
+            links_expired: None,
+            thumbnail_url: None,
+            duration_seconds: None,
+        }
     }
 
     /// Recomputes `next_step` from the view's own fields (for a view rebuilt

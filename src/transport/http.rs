@@ -51,8 +51,8 @@ use super::sessions::{
 use crate::{
     net::is_loopback_host,
     tools::CallerKeys,
-    transport::settings::HttpSettings,
     tools::{AppState, CALLER_KEY_HEADER, Principal, VideoServer},
+    transport::settings::HttpSettings,
 };
 
 /// Where the Protected Resource Metadata is served (RFC 9728), also with the

@@ -65,11 +65,11 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    transport::settings::SessionLimits,
     ledger::{
         LedgerError, SharedSessions,
         sessions::{Binding as StoredBinding, Reserved, SessionCaps},
     },
+    transport::settings::SessionLimits,
 };
 
 /// How often a replica closes the sessions it holds that the shared store

@@ -110,4 +110,3 @@ impl std::fmt::Debug for HttpSettings {
             .finish()
     }
 }
-
