@@ -257,7 +257,8 @@ impl UpstreamError {
             ),
             UpstreamError::Decode { status, detail } => format!(
                 "{what}: the upstream answered HTTP {status} but the answer could not be read \
-                 ({detail}). Check that HEYGEN_API_BASE points at the task API."
+                 ({detail}). Check that HEYGEN_API_BASE points at the API that --backend \
+                 names (the task API for gateway, https://api.heygen.com for heygen)."
             ),
         };
         if op == Operation::Create && self.create_may_have_happened() {
@@ -576,6 +577,21 @@ mod tests {
         }
         let gw = api(500, None).user_message(Operation::GetTask);
         assert!(gw.contains("gateway"), "{gw}");
+    }
+
+    #[test]
+    fn an_unreadable_answer_names_the_base_of_either_backend() {
+        let m = UpstreamError::Decode {
+            status: 200,
+            detail: "not JSON".into(),
+        }
+        .user_message(Operation::Credits);
+        assert!(
+            m.contains("HEYGEN_API_BASE") && m.contains("--backend"),
+            "{m}"
+        );
+        assert!(m.contains("task API for gateway"), "{m}");
+        assert!(m.contains("https://api.heygen.com for heygen"), "{m}");
     }
 
     #[test]
