@@ -175,11 +175,12 @@ impl Backend {
 }
 
 /// The video id a v3 session names; `None` while it names none, or while a
-/// `[get:…]` fault keeps refusing (then the server could not have learned
-/// it either). Asked of a second simulator: session ids are signed and
-/// self-describing, so it answers for them, and with lookup counts of its
-/// own it neither consumes nor meets the first one's `[get:…:N]` /
-/// `[get:…:afterK]` windows.
+/// `[get:…]` fault refuses every lookup (then the server never learned it
+/// either). Asked of a fresh second simulator: session ids are signed and
+/// self-describing, so it answers for them, and its lookup counts are its
+/// own: the first simulator's `[get:…]` windows stay untouched, and on the
+/// twin a `[get:…:afterK]` window lets the first lookup through and a
+/// `[get:…:N]` one (N < 3) the third.
 async fn video_of_session(session_id: &str) -> Option<String> {
     let twin = Backend::Heygen.simulator().await;
     let url = format!("{}/v3/video-agents/{session_id}", twin.base_url());
