@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use super::BackendKind;
+
 /// Which upstream operation failed: the advice differs (the money rule applies
 /// to create only; a 404 means something else for a task lookup).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub enum UpstreamError {
     MissingKey {
         /// Over HTTP the caller may send its own key in a header.
         header_hint: bool,
+        /// Whose key is missing: the advice names it.
+        backend: BackendKind,
     },
     /// Over HTTP the operator requires each caller to send its own key, and
     /// this caller sent none (or one that is not usable).
@@ -53,6 +57,8 @@ pub enum UpstreamError {
     CallerKeyRequired {
         /// A header was sent but could not be used (blank, not ASCII).
         unusable: bool,
+        /// Whose key the header must carry: the advice names it.
+        backend: BackendKind,
     },
     /// A task id that does not match the allowlist; never sent upstream.
     #[error("invalid task id: {reason}")]
@@ -157,10 +163,17 @@ impl UpstreamError {
             Operation::Catalog => "Looking up the catalogue failed",
         };
         let mut msg = match self {
-            UpstreamError::MissingKey { header_hint } => {
+            UpstreamError::MissingKey {
+                header_hint,
+                backend,
+            } => {
+                let key = match backend {
+                    BackendKind::Gateway => "task-API key",
+                    BackendKind::Heygen => "HeyGen API key (from app.heygen.com/settings/api)",
+                };
                 let mut m = format!(
                     "{what}: no HeyGen API key is configured. Set the environment variable \
-                     HEYGEN_API_KEY to your task-API key in the \"env\" block of this MCP server's \
+                     HEYGEN_API_KEY to your {key} in the \"env\" block of this MCP server's \
                      entry in your client's configuration (e.g. claude_desktop_config.json or \
                      .mcp.json), then restart the client. To try the server without a key, start \
                      it with --simulate."
@@ -172,14 +185,18 @@ impl UpstreamError {
                 }
                 return m;
             }
-            UpstreamError::CallerKeyRequired { unusable } => {
+            UpstreamError::CallerKeyRequired { unusable, backend } => {
+                let key = match backend {
+                    BackendKind::Gateway => "task-API key",
+                    BackendKind::Heygen => "HeyGen API key",
+                };
                 let why = if *unusable {
                     "the X-HeyGen-Api-Key header this request sent is blank or not plain ASCII"
                 } else {
                     "this server spends each caller's own credits, and this request sent no key"
                 };
                 return format!(
-                    "{what}: {why}. Add the header X-HeyGen-Api-Key: <your task-API key> to this \
+                    "{what}: {why}. Add the header X-HeyGen-Api-Key: <your {key}> to this \
                      server's entry in your MCP client's configuration (the \"headers\" block \
                      next to its URL), then reconnect."
                 );
@@ -257,7 +274,8 @@ impl UpstreamError {
             ),
             UpstreamError::Decode { status, detail } => format!(
                 "{what}: the upstream answered HTTP {status} but the answer could not be read \
-                 ({detail}). Check that HEYGEN_API_BASE points at the task API."
+                 ({detail}). Check that HEYGEN_API_BASE points at the API that --backend \
+                 names (the task API for gateway, https://api.heygen.com for heygen)."
             ),
         };
         if op == Operation::Create && self.create_may_have_happened() {
@@ -579,6 +597,21 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_answer_names_the_base_of_either_backend() {
+        let m = UpstreamError::Decode {
+            status: 200,
+            detail: "not JSON".into(),
+        }
+        .user_message(Operation::Credits);
+        assert!(
+            m.contains("HEYGEN_API_BASE") && m.contains("--backend"),
+            "{m}"
+        );
+        assert!(m.contains("task API for gateway"), "{m}");
+        assert!(m.contains("https://api.heygen.com for heygen"), "{m}");
+    }
+
+    #[test]
     fn retry_after_is_reported() {
         let e = UpstreamError::Api {
             upstream: Upstream::Gateway,
@@ -629,21 +662,42 @@ mod tests {
     #[test]
     fn a_required_caller_key_is_asked_for_as_a_header_not_an_env_var() {
         for unusable in [false, true] {
-            let m = UpstreamError::CallerKeyRequired { unusable }.user_message(Operation::Create);
-            assert!(
-                m.contains("X-HeyGen-Api-Key") && m.contains("headers"),
-                "{m}"
-            );
-            assert!(!m.contains("HEYGEN_API_KEY"), "{m}");
+            for (backend, key) in [
+                (BackendKind::Gateway, "<your task-API key>"),
+                (BackendKind::Heygen, "<your HeyGen API key>"),
+            ] {
+                let m = UpstreamError::CallerKeyRequired { unusable, backend }
+                    .user_message(Operation::Create);
+                assert!(
+                    m.contains("X-HeyGen-Api-Key") && m.contains("headers"),
+                    "{m}"
+                );
+                assert!(m.contains(key), "{m}");
+                assert!(!m.contains("HEYGEN_API_KEY"), "{m}");
+            }
         }
     }
 
     #[test]
     fn missing_key_says_how_to_set_it() {
-        let m = UpstreamError::MissingKey { header_hint: false }.user_message(Operation::Create);
+        let missing = |header_hint, backend| {
+            UpstreamError::MissingKey {
+                header_hint,
+                backend,
+            }
+            .user_message(Operation::Create)
+        };
+        let m = missing(false, BackendKind::Gateway);
         assert!(m.contains("HEYGEN_API_KEY") && m.contains("env"), "{m}");
+        assert!(m.contains("task-API key"), "{m}");
         assert!(!m.contains("X-HeyGen-Api-Key"));
-        let h = UpstreamError::MissingKey { header_hint: true }.user_message(Operation::Create);
+        let h = missing(true, BackendKind::Gateway);
         assert!(h.contains("X-HeyGen-Api-Key"));
+        let v3 = missing(false, BackendKind::Heygen);
+        assert!(
+            v3.contains("HEYGEN_API_KEY to your HeyGen API key (from app.heygen.com/settings/api)"),
+            "{v3}"
+        );
+        assert!(!v3.contains("task-API"), "{v3}");
     }
 }

@@ -268,23 +268,29 @@ impl VideoServer {
 
     fn resolve_raw_key(&self, ctx: &RequestContext<RoleServer>) -> Result<ApiKey, UpstreamError> {
         let mode = self.state.options.caller_keys;
+        let backend = self.state.caps().kind;
         if mode != CallerKeys::Off
             && let Some(parts) = ctx.extensions.get::<http::request::Parts>()
             && let Some(raw) = parts.headers.get(CALLER_KEY_HEADER)
         {
             // A header that is present but unusable is an error, never a silent
             // fallback to the server's key (that would spend the operator's credits).
-            return raw
-                .to_str()
-                .ok()
-                .and_then(ApiKey::new)
-                .ok_or(UpstreamError::CallerKeyRequired { unusable: true });
+            return raw.to_str().ok().and_then(ApiKey::new).ok_or(
+                UpstreamError::CallerKeyRequired {
+                    unusable: true,
+                    backend,
+                },
+            );
         }
         match (mode, &self.state.server_key) {
-            (CallerKeys::Required, _) => Err(UpstreamError::CallerKeyRequired { unusable: false }),
+            (CallerKeys::Required, _) => Err(UpstreamError::CallerKeyRequired {
+                unusable: false,
+                backend,
+            }),
             (_, Some(key)) => Ok(key.clone()),
             (_, None) => Err(UpstreamError::MissingKey {
                 header_hint: mode != CallerKeys::Off,
+                backend,
             }),
         }
     }
