@@ -138,7 +138,13 @@ impl HeygenClient {
     ) -> Result<TaskSnapshot, UpstreamError> {
         let session = self.session(key, task_id).await?;
         let video = match session.video_id.as_deref().filter(|v| !v.is_empty()) {
-            Some(video_id) => Some(self.video(key, video_id).await?),
+            // The session names its video before the video can be looked
+            // up: until then the session's own state is the answer.
+            Some(video_id) => match self.video(key, video_id).await {
+                Ok(v) => Some(v),
+                Err(e) if e.is_not_found() && !s_finished(&session) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         Ok(snapshot_of(task_id, &session, video.as_ref()))
@@ -329,6 +335,11 @@ fn session_status(raw: &str) -> VideoStatus {
         "stopped" | "cancelled" | "canceled" => VideoStatus::Cancelled,
         _ => VideoStatus::Unknown,
     }
+}
+
+/// Whether the session itself says it ended (failed or stopped).
+fn s_finished(session: &Session) -> bool {
+    session_status(session.status.as_deref().unwrap_or_default()).is_finished()
 }
 
 /// The video's status word in domain terms; unknown words count as running.
