@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod pg;
 
 use std::{
     sync::{
@@ -586,6 +587,66 @@ async fn the_daily_budget_stops_a_user_before_anything_is_bought() {
     // Another user has their own budget.
     let e = modern_client(&server.url, &erin).await;
     create(&e, "erin's").await;
+}
+
+/// Two replicas on one PostgreSQL ledger share each user's daily budget:
+/// videos bought on one count on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_holds_across_replicas_on_one_database() {
+    let Some(schema) = pg::schema("the_daily_budget_holds_across_replicas_on_one_database").await
+    else {
+        return;
+    };
+    let sim = start_sim().await;
+    let key = SigningKey::generate("k1");
+    let issuer = start_issuer(vec![key.jwk.clone()]).await;
+    let env = [
+        ("HEYGEN_USER_DAILY_VIDEOS", "2"),
+        ("HEYGEN_LEDGER", schema.url.as_str()),
+    ];
+    let (a, b) = tokio::join!(
+        start_server(&sim, &issuer.url, &env),
+        start_server(&sim, &issuer.url, &env)
+    );
+    // The same user on both replicas (each token names its replica as audience).
+    let dave = |server: &Server| key.sign(&claims(&issuer.url, &server.url, "dave"));
+    let on_a = modern_client(&a.url, &dave(&a)).await;
+    let on_b = modern_client(&b.url, &dave(&b)).await;
+    create(&on_a, "first of the day").await;
+    create(&on_a, "second of the day").await;
+    let bought = sim.state.count("create");
+    let r = call(
+        &on_b,
+        "create_video",
+        json!({"prompt": "third, on the other replica"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    let t = text(&r);
+    assert!(
+        t.contains("Daily video limit reached") && t.contains("resets at 00:00 UTC, in "),
+        "{t}"
+    );
+    assert_eq!(sim.state.count("create"), bought, "nothing bought on B");
+    // Replica A, which counted two itself, refuses too.
+    let r = call(&on_a, "create_video", json!({"prompt": "third, back on A"})).await;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    // Another user is not affected, on either replica.
+    let erin = key.sign(&claims(&issuer.url, &b.url, "erin"));
+    let e = modern_client(&b.url, &erin).await;
+    create(&e, "erin's first").await;
+    assert_eq!(sim.state.count("create"), bought + 1);
+    // The shared database holds every create of the day.
+    let client = pg::connect(&schema.url).await;
+    let rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {}.heygen_videos", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
 }
 
 #[tokio::test]
