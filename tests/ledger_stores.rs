@@ -208,6 +208,44 @@ async fn a_reservation_without_a_heartbeat_is_maybe_created_for_every_window(ope
     reserve(&l, &a, quick(0)).await;
 }
 
+async fn creates_are_counted_per_tenant_since_a_time(open: Open) {
+    let (l, other_handle) = (open(), open());
+    let p = policy(0);
+    let count = |l: &Arc<dyn Ledger>, tenant: &str, since: i64| {
+        let f = l.count_since(tenant, since);
+        async move { f.await.unwrap() }
+    };
+    assert_eq!(count(&l, "t", 0).await, 0);
+    // Created, in flight and "maybe created" count; a create that provably
+    // created nothing does not.
+    let row = reserve(&l, &identity("t", "created", None), p).await;
+    created(&l, row, "task-1").await;
+    let in_flight = reserve(&l, &identity("t", "in flight", None), p).await;
+    let row = reserve(&l, &identity("t", "maybe", None), p).await;
+    l.settle(row, Settle::MaybeCreated("HTTP 502".into()))
+        .await
+        .unwrap();
+    let row = reserve(&l, &identity("t", "not created", None), p).await;
+    l.settle(row, Settle::NotCreated).await.unwrap();
+    assert_eq!(count(&l, "t", 0).await, 3);
+    // Every handle on the store sees the same count; other tenants have their own.
+    assert_eq!(count(&other_handle, "t", 0).await, 3);
+    assert_eq!(count(&l, "someone-else", 0).await, 0);
+    reserve(&l, &identity("someone-else", "created", None), p).await;
+    assert_eq!(count(&other_handle, "someone-else", 0).await, 1);
+    // Only creates requested at or after the time count.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mark = heygen_video_mcp::ledger::now_ms();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(count(&l, "t", mark).await, 0);
+    reserve(&other_handle, &identity("t", "later", None), p).await;
+    assert_eq!(count(&l, "t", mark).await, 1);
+    assert_eq!(count(&l, "t", 0).await, 4);
+    // Settling the one in flight as not created gives it back.
+    l.settle(in_flight, Settle::NotCreated).await.unwrap();
+    assert_eq!(count(&other_handle, "t", 0).await, 3);
+}
+
 async fn list_filters_and_orders(open: Open) {
     let l = open();
     let p = policy(0);
@@ -399,6 +437,7 @@ both_stores!(
     a_zero_window_still_waits_for_an_identical_create_in_flight,
     a_reservation_without_a_heartbeat_is_maybe_created_for_every_window,
     list_filters_and_orders,
+    creates_are_counted_per_tenant_since_a_time,
     a_store_is_shared_between_handles,
     concurrent_identical_claims_reserve_once,
 );

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+mod pg;
 
 use std::{
     sync::{
@@ -586,6 +587,408 @@ async fn the_daily_budget_stops_a_user_before_anything_is_bought() {
     // Another user has their own budget.
     let e = modern_client(&server.url, &erin).await;
     create(&e, "erin's").await;
+}
+
+/// Two replicas on one PostgreSQL ledger share each user's daily budget:
+/// videos bought on one count on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_budget_holds_across_replicas_on_one_database() {
+    let Some(schema) = pg::schema("the_daily_budget_holds_across_replicas_on_one_database").await
+    else {
+        return;
+    };
+    let sim = start_sim().await;
+    let key = SigningKey::generate("k1");
+    let issuer = start_issuer(vec![key.jwk.clone()]).await;
+    let env = [
+        ("HEYGEN_USER_DAILY_VIDEOS", "2"),
+        ("HEYGEN_LEDGER", schema.url.as_str()),
+    ];
+    let (a, b) = tokio::join!(
+        start_server(&sim, &issuer.url, &env),
+        start_server(&sim, &issuer.url, &env)
+    );
+    // The same user on both replicas (each token names its replica as audience).
+    let dave = |server: &Server| key.sign(&claims(&issuer.url, &server.url, "dave"));
+    let on_a = modern_client(&a.url, &dave(&a)).await;
+    let on_b = modern_client(&b.url, &dave(&b)).await;
+    create(&on_a, "first of the day").await;
+    create(&on_a, "second of the day").await;
+    let bought = sim.state.count("create");
+    let r = call(
+        &on_b,
+        "create_video",
+        json!({"prompt": "third, on the other replica"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    let t = text(&r);
+    assert!(
+        t.contains("Daily video limit reached") && t.contains("resets at 00:00 UTC, in "),
+        "{t}"
+    );
+    assert_eq!(sim.state.count("create"), bought, "nothing bought on B");
+    // Replica A, which counted two itself, refuses too.
+    let r = call(&on_a, "create_video", json!({"prompt": "third, back on A"})).await;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    // Another user is not affected, on either replica.
+    let erin = key.sign(&claims(&issuer.url, &b.url, "erin"));
+    let e = modern_client(&b.url, &erin).await;
+    create(&e, "erin's first").await;
+    assert_eq!(sim.state.count("create"), bought + 1);
+    // The shared database holds every create of the day.
+    let client = pg::connect(&schema.url).await;
+    let rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {}.heygen_videos", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
+}
+
+const CLIENT_ID: &str = "heygen-rs";
+/// With characters that the client authentication form-encodes.
+const CLIENT_SECRET: &str = "s3cret:+/value-0123456789";
+
+/// One introspection request: its Authorization header and form fields.
+type Asked = (String, Vec<(String, String)>);
+
+/// A local authorization server that also introspects opaque tokens
+/// (RFC 7662): each token's answer is set by the test (unknown tokens are
+/// inactive); every introspection request is recorded (its Authorization
+/// header and form fields), and the endpoint can be made to fail.
+struct Introspector {
+    url: String,
+    answers: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    seen: Arc<Mutex<Vec<Asked>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Clone)]
+struct IntrospectorState {
+    url: String,
+    keys: Vec<Value>,
+    answers: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    seen: Arc<Mutex<Vec<Asked>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Introspector {
+    fn answer(&self, token: &str, answer: Value) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), answer);
+    }
+
+    fn asked(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn start_introspector(keys: Vec<Value>) -> Introspector {
+    use axum::{http::HeaderMap, response::IntoResponse, routing::post};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = IntrospectorState {
+        url: url.clone(),
+        keys,
+        answers: Arc::default(),
+        seen: Arc::default(),
+        down: Arc::default(),
+    };
+    let app = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(|State(s): State<IntrospectorState>| async move {
+                Json(json!({
+                    "issuer": s.url,
+                    "jwks_uri": format!("{}/jwks", s.url),
+                    "introspection_endpoint": format!("{}/introspect", s.url),
+                    "authorization_endpoint": format!("{}/authorize", s.url),
+                    "token_endpoint": format!("{}/token", s.url),
+                    "response_types_supported": ["code"],
+                    "code_challenge_methods_supported": ["S256"],
+                }))
+            }),
+        )
+        .route(
+            "/jwks",
+            get(|State(s): State<IntrospectorState>| async move { Json(json!({"keys": s.keys})) }),
+        )
+        .route(
+            "/introspect",
+            post(
+                |State(s): State<IntrospectorState>, headers: HeaderMap, body: String| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect();
+                    s.seen.lock().unwrap().push((auth.clone(), form.clone()));
+                    if s.down.load(Ordering::SeqCst) {
+                        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+                            .into_response();
+                    }
+                    let expected = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!(
+                            "{CLIENT_ID}:{}",
+                            url::form_urlencoded::byte_serialize(CLIENT_SECRET.as_bytes())
+                                .collect::<String>()
+                        ))
+                    );
+                    if auth != expected {
+                        return (
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            Json(json!({"error": "invalid_client"})),
+                        )
+                            .into_response();
+                    }
+                    let token = form
+                        .iter()
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default();
+                    let answer = s
+                        .answers
+                        .lock()
+                        .unwrap()
+                        .get(&token)
+                        .cloned()
+                        .unwrap_or_else(|| json!({"active": false}));
+                    Json(answer).into_response()
+                },
+            ),
+        )
+        .with_state(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Introspector {
+        url,
+        answers: state.answers,
+        seen: state.seen,
+        down: state.down,
+    }
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_with_the_rules_of_a_jwt() {
+    let sim = start_sim().await;
+    let key = SigningKey::generate("k1");
+    let issuer = start_introspector(vec![key.jwk.clone()]).await;
+    let server = start_server(
+        &sim,
+        &issuer.url,
+        &[
+            ("HEYGEN_OAUTH_CLIENT_ID", CLIENT_ID),
+            ("HEYGEN_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    )
+    .await;
+    let active = |sub: &str| {
+        json!({
+            "active": true, "sub": sub, "aud": server.url, "iss": issuer.url,
+            "scope": "openid videos", "exp": now() + 600, "iat": now(),
+            "token_type": "Bearer", "client_id": "some-connector",
+        })
+    };
+    let alice_opaque = "opaque-alice-Zm9vYmFyYmF6cXV4";
+    issuer.answer(alice_opaque, active("alice"));
+
+    // A signed-in user with an opaque token.
+    let a = modern_client(&server.url, alice_opaque).await;
+    let made = create(&a, "made with an opaque token").await;
+    let asked = issuer.asked();
+    assert!(asked >= 1);
+    {
+        let seen = issuer.seen.lock().unwrap();
+        let (auth, form) = &seen[0];
+        assert!(auth.starts_with("Basic "), "client_secret_basic: {auth}");
+        assert!(
+            form.contains(&("token".into(), alice_opaque.into())),
+            "{form:?}"
+        );
+        assert!(
+            form.contains(&("token_type_hint".into(), "access_token".into())),
+            "{form:?}"
+        );
+    }
+    // The answer is remembered: more calls do not ask again.
+    assert_eq!(
+        listed_ids(&call(&a, "list_videos", json!({})).await),
+        std::slice::from_ref(&made)
+    );
+    assert_eq!(issuer.asked(), asked);
+    // A JWT of the same user is verified locally and is the same tenant.
+    let jwt = key.sign(&claims(&issuer.url, &server.url, "alice"));
+    let j = modern_client(&server.url, &jwt).await;
+    assert_eq!(
+        listed_ids(&call(&j, "list_videos", json!({})).await),
+        [made]
+    );
+    assert_eq!(issuer.asked(), asked);
+
+    // Answers that do not meet the rules of a JWT are refused.
+    let cases: Vec<(&str, Option<Value>, u16, &str)> = vec![
+        ("unknown to the issuer", None, 401, "not active"),
+        (
+            "inactive",
+            Some(json!({"active": false, "sub": "alice"})),
+            401,
+            "not active",
+        ),
+        (
+            "for another resource",
+            Some(with(
+                active("alice"),
+                "aud",
+                json!("https://other.example/mcp"),
+            )),
+            401,
+            "audience",
+        ),
+        (
+            "without an audience",
+            Some({
+                let mut v = active("alice");
+                v.as_object_mut().unwrap().remove("aud");
+                v
+            }),
+            401,
+            "audience",
+        ),
+        (
+            "of another issuer",
+            Some(with(active("alice"), "iss", json!("https://evil.example"))),
+            401,
+            "another issuer",
+        ),
+        (
+            "expired",
+            Some(with(active("alice"), "exp", json!(now() - 3600))),
+            401,
+            "expired",
+        ),
+        (
+            "a refresh token",
+            Some(with(active("alice"), "token_type", json!("refresh_token"))),
+            401,
+            "not a bearer access token",
+        ),
+        (
+            "bound to a certificate",
+            Some(with(
+                active("alice"),
+                "cnf",
+                json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+            )),
+            401,
+            "bound to a key or certificate",
+        ),
+        (
+            "without a subject",
+            Some({
+                let mut v = active("alice");
+                v.as_object_mut().unwrap().remove("sub");
+                v
+            }),
+            401,
+            "lacks a required claim",
+        ),
+        (
+            "without the videos scope",
+            Some(with(active("alice"), "scope", json!("openid"))),
+            403,
+            "insufficient_scope",
+        ),
+    ];
+    for (i, (what, answer, status, text)) in cases.into_iter().enumerate() {
+        let token = format!("opaque-case-{i}-0123456789");
+        if let Some(answer) = answer {
+            issuer.answer(&token, answer);
+        }
+        let resp = post(&server.url, Some(&token)).await;
+        assert_eq!(resp.status().as_u16(), status, "{what}");
+        let c = challenge(&resp);
+        assert!(c.contains(text), "{what}: {c}");
+    }
+
+    // The introspection endpoint failing: 503, try again; nothing bought.
+    issuer.down.store(true, Ordering::SeqCst);
+    issuer.answer("opaque-bob-0123456789", active("bob"));
+    let resp = post(&server.url, Some("opaque-bob-0123456789")).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "5");
+    assert_eq!(sim.state.count("create"), 1);
+    // Once it is back, the same token works.
+    issuer.down.store(false, Ordering::SeqCst);
+    let b = modern_client(&server.url, "opaque-bob-0123456789").await;
+    assert!(listed_ids(&call(&b, "list_videos", json!({})).await).is_empty());
+
+    // Neither the client secret nor a token ever shows in the log.
+    let log = server.stderr.lock().unwrap().join("\n");
+    for secret in [
+        CLIENT_SECRET,
+        alice_opaque,
+        "opaque-bob-0123456789",
+        jwt.as_str(),
+    ] {
+        assert!(!log.contains(secret), "the log shows {secret}");
+    }
+}
+
+/// The client credentials for introspection come as a pair, for an issuer
+/// that offers introspection.
+#[tokio::test]
+async fn introspection_misconfiguration_fails_at_start() {
+    async fn fails(env: &[(&str, &str)]) -> String {
+        let home = TestHome::new();
+        let mut opts = common::ServerOpts::default()
+            .arg("--http")
+            .arg("127.0.0.1:0")
+            .env("HEYGEN_SIMULATE", "true");
+        for (k, v) in env {
+            opts = opts.env(*k, *v);
+        }
+        let out = tokio::time::timeout(
+            Duration::from_secs(40),
+            server_command(&opts, &home).output(),
+        )
+        .await
+        .expect("the server gives up in bounded time")
+        .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains(CLIENT_SECRET), "{err}");
+        err
+    }
+    let key = SigningKey::generate("k1");
+    let plain = start_issuer(vec![key.jwk.clone()]).await;
+    let err = fails(&[
+        ("HEYGEN_OAUTH_ISSUER", &plain.url),
+        ("HEYGEN_OAUTH_CLIENT_ID", CLIENT_ID),
+    ])
+    .await;
+    assert!(err.contains("HEYGEN_OAUTH_CLIENT_SECRET is not"), "{err}");
+    let err = fails(&[
+        ("HEYGEN_OAUTH_ISSUER", &plain.url),
+        ("HEYGEN_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+    ])
+    .await;
+    assert!(err.contains("HEYGEN_OAUTH_CLIENT_ID is not"), "{err}");
+    let err = fails(&[
+        ("HEYGEN_OAUTH_ISSUER", &plain.url),
+        ("HEYGEN_OAUTH_CLIENT_ID", CLIENT_ID),
+        ("HEYGEN_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+    ])
+    .await;
+    assert!(err.contains("no introspection_endpoint"), "{err}");
 }
 
 #[tokio::test]

@@ -7,7 +7,11 @@
 //! authorization request with PKCE S256 and `resource` = the MCP URL, automated
 //! login and consent, the token request, then tools/call with the JWT access
 //! token over a stateless 2026-07-28 request and a 2025-11-25 session, and a
-//! second user who sees only their own videos.
+//! second user who sees only their own videos. Then opaque access tokens: a
+//! second server, the provider's confidential client, checks them by
+//! introspection (RFC 7662); its user calls the tools, each server refuses
+//! the other's tokens and made-up ones, and a token revoked at the provider
+//! is refused.
 //!
 //! Without Node or scripts/oidc/node_modules it prints why and passes, unless
 //! OIDC_TEST_REQUIRED=1, where a missing tool fails the test.

@@ -10,6 +10,11 @@
 // authorization request (PKCE S256, resource, scope videos) -> code -> token.
 // With that token it calls the tools over a stateless 2026-07-28 request and a
 // 2025-11-25 session, and checks that a second user sees only their own videos.
+// Then opaque access tokens: a second server, configured as the provider's
+// confidential client `heygen-rs` (HEYGEN_OAUTH_CLIENT_ID/SECRET), checks them
+// by introspection (RFC 7662); a user signed in for it calls the tools, each
+// server refuses the other's tokens, and a token revoked at the provider
+// (RFC 7009) is refused.
 //
 // Usage: node scripts/oidc/flow.mjs <path to heygen-video-mcp>
 // Prints one summary line; exits non-zero on any failure; bounded to 60 s.
@@ -29,15 +34,15 @@ const BIN = process.argv[2] || process.env.HEYGEN_BIN;
 const TOTAL_MS = 60_000;
 const STEP_MS = 20_000;
 
-let child;
+const children = [];
+const homes = [];
 let opServer;
-let home;
 const serverLog = [];
 
 function cleanup() {
-  if (child && child.exitCode === null) child.kill('SIGKILL');
+  for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
   if (opServer) opServer.close();
-  if (home) rmSync(home, { recursive: true, force: true });
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
 }
 
 function fail(msg) {
@@ -101,10 +106,12 @@ async function listen(server) {
   return server.address().port;
 }
 
-async function startServer(issuer, port, mcpUrl) {
-  home = mkdtempSync(join(tmpdir(), 'heygen-oidc-'));
-  child = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--simulate'], {
+async function startServer(issuer, port, mcpUrl, extraEnv = {}) {
+  const home = mkdtempSync(join(tmpdir(), 'heygen-oidc-'));
+  homes.push(home);
+  const child = spawn(BIN, ['--http', `127.0.0.1:${port}`, '--simulate'], {
     env: {
+      ...extraEnv,
       PATH: process.env.PATH ?? '',
       HOME: home,
       XDG_DATA_HOME: join(home, 'data'),
@@ -116,6 +123,7 @@ async function startServer(issuer, port, mcpUrl) {
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+  children.push(child);
   return new Promise((resolve, reject) => {
     child.once('error', (e) => reject(new Error(`cannot start ${BIN}: ${e.message}`)));
     child.once('exit', (code) => reject(new Error(`the server exited early (code ${code})`)));
@@ -127,9 +135,22 @@ async function startServer(issuer, port, mcpUrl) {
   });
 }
 
-function makeProvider(issuer, mcpUrl, jwk) {
+// The resource server's own client at the provider: it only introspects.
+const RS_CLIENT_ID = 'heygen-rs';
+const RS_CLIENT_SECRET = b64url(randomBytes(32));
+
+function makeProvider(issuer, mcpUrl, opaqueUrl, jwk) {
   const provider = new Provider(issuer, {
-    clients: [],
+    clients: [
+      {
+        client_id: RS_CLIENT_ID,
+        client_secret: RS_CLIENT_SECRET,
+        grant_types: [],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
     clientDefaults: { id_token_signed_response_alg: 'ES256' },
     jwks: { keys: [jwk] },
     cookies: { keys: [b64url(randomBytes(32))] },
@@ -143,11 +164,20 @@ function makeProvider(issuer, mcpUrl, jwk) {
     features: {
       devInteractions: { enabled: false },
       registration: { enabled: true },
+      // Only the resource server may introspect tokens of other clients.
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (ctx, client, token) => client.clientId === RS_CLIENT_ID || token.clientId === client.clientId,
+      },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => mcpUrl,
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resourceIndicator) => {
+          if (resourceIndicator === opaqueUrl) {
+            return { scope: 'videos', audience: opaqueUrl, accessTokenFormat: 'opaque', accessTokenTTL: 600 };
+          }
           if (resourceIndicator !== mcpUrl) throw new errors.InvalidTarget();
           return {
             scope: 'videos',
@@ -301,8 +331,9 @@ async function legacySession(mcpUrl, token) {
   };
 }
 
-// What a connector does, from the 401 to a JWT access token for `login`.
-async function signIn(mcpUrl, login) {
+// What a connector does, from the 401 to an access token for `login`: a JWT,
+// or with `opaque` an opaque one. Returns the token and what revoking it needs.
+async function signIn(mcpUrl, login, opaque = false) {
   const unauth = await mcpPost(
     mcpUrl,
     null,
@@ -402,8 +433,14 @@ async function signIn(mcpUrl, login) {
   });
   check(tok.status === 200, `token request: HTTP ${tok.status}: ${JSON.stringify(tok.body)}`);
   const token = tok.body.access_token;
-  check(typeof token === 'string' && token.split('.').length === 3, 'the access token is not a JWT');
   check(!tok.body.refresh_token, 'a refresh token was issued');
+  const revocation = { endpoint: meta.revocation_endpoint, clientId };
+  if (opaque) {
+    check(typeof token === 'string' && token.split('.').length !== 3, 'the access token is not opaque');
+    check(String(tok.body.scope).split(' ').includes('videos'), `scope ${tok.body.scope}`);
+    return { token, revocation };
+  }
+  check(typeof token === 'string' && token.split('.').length === 3, 'the access token is not a JWT');
   const header = JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString());
   check(header.alg === 'ES256' && header.typ === 'at+jwt', `JWT header ${JSON.stringify(header)}`);
   const claims = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
@@ -411,7 +448,18 @@ async function signIn(mcpUrl, login) {
   check(claims.sub === login, `sub ${claims.sub} != ${login}`);
   check(claims.iss === as, `iss ${claims.iss}`);
   check(String(claims.scope).split(' ').includes('videos'), `scope ${claims.scope}`);
-  return token;
+  return { token, revocation };
+}
+
+// A stateless tools/call that must be refused: the status and challenge.
+async function refused(mcpUrl, token) {
+  const { resp } = await mcpPost(
+    mcpUrl,
+    token,
+    { jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name: 'list_videos', arguments: {} } },
+    { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'list_videos' },
+  );
+  return { status: resp.status, challenge: resp.headers.get('www-authenticate') || '' };
 }
 
 const ids = (list) => list.videos.map((v) => v.task_id);
@@ -434,6 +482,8 @@ async function main() {
   callbackPort = await freePort();
   const mcpPort = await freePort();
   const mcpUrl = `http://127.0.0.1:${mcpPort}/mcp`;
+  const opaquePort = await freePort();
+  const opaqueUrl = `http://127.0.0.1:${opaquePort}/mcp`;
 
   const { privateKey } = await generateKeyPair('ES256', { extractable: true });
   const jwk = { ...(await exportJWK(privateKey)), kid: 'es256-1', alg: 'ES256', use: 'sig' };
@@ -455,7 +505,7 @@ async function main() {
   });
   const opPort = await listen(opServer);
   const issuer = `http://127.0.0.1:${opPort}`;
-  provider = makeProvider(issuer, mcpUrl, jwk);
+  provider = makeProvider(issuer, mcpUrl, opaqueUrl, jwk);
   cb = provider.callback();
 
   const bound = await Promise.race([
@@ -464,7 +514,7 @@ async function main() {
   ]);
   check(bound === mcpUrl, `the server listens on ${bound}, expected ${mcpUrl}`);
 
-  const alice = await signIn(mcpUrl, 'alice@example.com');
+  const alice = (await signIn(mcpUrl, 'alice@example.com')).token;
 
   // 2026-07-28: stateless tools/call.
   const a1 = (await modernCall(mcpUrl, alice, 'create_video', { prompt: 'A fox explains OAuth (2026-07-28)' })).task_id;
@@ -481,17 +531,53 @@ async function main() {
   }
 
   // A second user sees only their own videos.
-  const bob = await signIn(mcpUrl, 'bob@example.com');
+  const bob = (await signIn(mcpUrl, 'bob@example.com')).token;
   const b1 = (await modernCall(mcpUrl, bob, 'create_video', { prompt: 'A bear explains PKCE' })).task_id;
   const bobList = ids(await modernCall(mcpUrl, bob, 'list_videos', {}));
   check(bobList.length === 1 && bobList[0] === b1, `bob's list_videos is not only his video: ${bobList}`);
   const aliceAgain = ids(await modernCall(mcpUrl, alice, 'list_videos', {}));
   check(!aliceAgain.includes(b1), "alice's list_videos shows bob's video");
 
+  // Opaque access tokens, introspected by a second server as heygen-rs.
+  const bound2 = await Promise.race([
+    startServer(issuer, opaquePort, opaqueUrl, {
+      HEYGEN_OAUTH_CLIENT_ID: RS_CLIENT_ID,
+      HEYGEN_OAUTH_CLIENT_SECRET: RS_CLIENT_SECRET,
+    }),
+    new Promise((_, rej) => setTimeout(() => rej(new Error('the second server did not start within 20 s')), STEP_MS)),
+  ]);
+  check(bound2 === opaqueUrl, `the second server listens on ${bound2}, expected ${opaqueUrl}`);
+  const carol = (await signIn(opaqueUrl, 'carol@example.com', true)).token;
+  const c1 = (await modernCall(opaqueUrl, carol, 'create_video', { prompt: 'A cat explains introspection' })).task_id;
+  const carolList = ids(await modernCall(opaqueUrl, carol, 'list_videos', {}));
+  check(carolList.length === 1 && carolList[0] === c1, `carol's list_videos is not her one video: ${carolList}`);
+  // Each server takes only tokens meant for it.
+  const cross = [
+    ['a JWT for the first server, at the second', opaqueUrl, alice, 'audience'],
+    ['an opaque token at the server without introspection', mcpUrl, carol, 'invalid_token'],
+    ['a made-up opaque token', opaqueUrl, b64url(randomBytes(32)), 'not active'],
+  ];
+  for (const [what, url, token, text] of cross) {
+    const r = await refused(url, token);
+    check(r.status === 401 && r.challenge.includes(text), `${what}: HTTP ${r.status}, ${r.challenge}`);
+  }
+  // A token revoked at the provider before its first use is refused.
+  const dave = await signIn(opaqueUrl, 'dave@example.com', true);
+  const revoke = await fetch(dave.revocation.endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: dave.token, client_id: dave.revocation.clientId }).toString(),
+    signal: AbortSignal.timeout(STEP_MS),
+  });
+  check(revoke.status === 200, `revocation: HTTP ${revoke.status}`);
+  const r = await refused(opaqueUrl, dave.token);
+  check(r.status === 401 && r.challenge.includes('not active'), `a revoked token: HTTP ${r.status}, ${r.challenge}`);
+
   console.log(
     `oidc flow OK: oidc-provider issuer ${issuer}, MCP ${mcpUrl}; 401 -> PRM -> AS metadata -> ` +
       `DCR -> PKCE S256 + resource -> ES256 JWT (aud = MCP URL); alice: 2 videos over 2026-07-28 and ` +
-      `2025-11-25; bob sees only his 1`,
+      `2025-11-25; bob sees only his 1; opaque token (introspection as ${RS_CLIENT_ID}) for MCP ` +
+      `${opaqueUrl}: carol's video, cross-server and made-up tokens refused, a revoked token refused`,
   );
 }
 

@@ -369,6 +369,24 @@ pub trait Ledger: Send + Sync + fmt::Debug {
     /// The tenant's tasks, newest first.
     fn list(&self, query: ListQuery) -> BoxFuture<'static, Result<Vec<LedgerRecord>, LedgerError>>;
 
+    /// How many creates of `tenant` were requested at or after `since_ms`
+    /// (milliseconds since the epoch): recorded, in flight and "maybe
+    /// created" ones alike. A create that provably created nothing leaves no
+    /// row, so it is not counted. A store that cannot count says so (the
+    /// caller then counts on its own).
+    fn count_since(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+    ) -> BoxFuture<'static, Result<u64, LedgerError>> {
+        let _ = (tenant, since_ms);
+        Box::pin(async {
+            Err(LedgerError::Unavailable(
+                "this ledger does not count creates".into(),
+            ))
+        })
+    }
+
     /// Where the ledger lives, for messages ("/home/u/.local/share/…", "memory").
     fn describe(&self) -> String;
 

@@ -757,6 +757,19 @@ async fn list(ctx: Ctx, q: ListQuery) -> Result<Vec<LedgerRecord>, LedgerError> 
         .map_err(db_error)
 }
 
+async fn count_since(ctx: Ctx, tenant: String, since_ms: i64) -> Result<u64, LedgerError> {
+    let client = ctx.client().await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM heygen_videos WHERE tenant = $1 AND requested_at >= $2",
+            &[&tenant, &since_ms],
+        )
+        .await
+        .map_err(db_error)?;
+    let n: i64 = row.try_get(0).map_err(db_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 impl Ledger for PostgresLedger {
     fn claim(
         &self,
@@ -823,6 +836,15 @@ impl Ledger for PostgresLedger {
 
     fn list(&self, query: ListQuery) -> BoxFuture<'static, Result<Vec<LedgerRecord>, LedgerError>> {
         self.run(move |ctx| list(ctx, query))
+    }
+
+    fn count_since(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+    ) -> BoxFuture<'static, Result<u64, LedgerError>> {
+        let tenant = tenant.to_string();
+        self.run(move |ctx| count_since(ctx, tenant, since_ms))
     }
 
     fn describe(&self) -> String {

@@ -592,6 +592,22 @@ impl Ledger for SqliteLedger {
         self.run("listing videos", move |conn| list(conn, &query))
     }
 
+    fn count_since(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+    ) -> BoxFuture<'static, Result<u64, LedgerError>> {
+        let tenant = tenant.to_string();
+        self.run("counting creates", move |conn| {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM videos WHERE tenant = ?1 AND requested_at >= ?2",
+                params![tenant, since_ms],
+                |r| r.get(0),
+            )?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn describe(&self) -> String {
         describe(&self.target)
     }

@@ -299,7 +299,8 @@ impl VideoServer {
             self.state
                 .options
                 .user_budget
-                .reserve(&key.tenant())
+                .reserve(&key.tenant(), self.state.options.ledger.as_deref())
+                .await
                 .map_err(error_result)?
         } else {
             None

@@ -486,6 +486,16 @@ impl Guard {
                 Err(self.unauthorized(Some(("invalid_token", why))))
             }
             Err(Rejection::InsufficientScope) => Err(self.insufficient_scope(oauth)),
+            Err(Rejection::Unavailable) => {
+                let mut r = plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable: the authorization server could not be asked whether \
+                     this access token is valid; try again in a moment",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                Err(r)
+            }
         }
     }
 

@@ -14,10 +14,21 @@
 //! of the issuer of the matching type, and its claims carry the issuer,
 //! an audience naming this server, `exp`/`nbf` within [`LEEWAY_SECS`], a
 //! subject, and every required scope. Tokens are never logged.
+//!
+//! Opaque access tokens are checked by introspection (RFC 7662) when the
+//! issuer's metadata has an `introspection_endpoint` and this server has
+//! client credentials there (`HEYGEN_OAUTH_CLIENT_ID`,
+//! `HEYGEN_OAUTH_CLIENT_SECRET`): a token that is not a JWT (every token, if
+//! the issuer publishes no JWKS) is posted to the endpoint with HTTP Basic
+//! client authentication, and an active answer must meet the same rules as
+//! a JWT's claims. An accepted answer is remembered for at most
+//! [`INTROSPECTION_CACHE`] (never past the token's `exp`), by the token's
+//! SHA-256, never the token itself.
 
 use std::{
-    sync::{Arc, RwLock},
-    time::{Duration, Instant},
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use jsonwebtoken::{
@@ -26,9 +37,13 @@ use jsonwebtoken::{
     jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse},
 };
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::{tools::Principal, transport::settings::OAuthSettings};
+use crate::{
+    tools::Principal,
+    transport::settings::{ClientSecret, OAuthSettings},
+};
 
 /// Signature algorithms a token may use.
 pub const ALLOWED_ALGS: [Algorithm; 7] = [
@@ -52,6 +67,10 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_DOCUMENT: usize = 256 * 1024;
 /// Longest access token accepted.
 const MAX_TOKEN: usize = 16 * 1024;
+/// Longest an introspected token is accepted without asking again.
+pub const INTROSPECTION_CACHE: Duration = Duration::from_secs(60);
+/// Most introspection answers remembered at once.
+const MAX_REMEMBERED: usize = 10_000;
 
 /// Why a request's token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +79,9 @@ pub enum Rejection {
     Invalid(&'static str),
     /// 403 `insufficient_scope`.
     InsufficientScope,
+    /// The issuer could not be asked about an opaque token (503; nothing
+    /// is known against the token).
+    Unavailable,
 }
 
 /// The resource server: what it publishes and how it checks tokens.
@@ -69,11 +91,46 @@ pub struct ResourceServer {
     resource: String,
     audiences: Vec<String>,
     scopes: Vec<String>,
-    jwks_uri: Url,
+    /// `None`: the issuer publishes no keys; every token is introspected.
+    jwks_uri: Option<Url>,
     http: reqwest::Client,
     keys: RwLock<Keys>,
     /// Held while refetching, so concurrent unknown kids cause one fetch.
     refresh: tokio::sync::Mutex<()>,
+    introspection: Option<Introspection>,
+}
+
+/// Where and as whom opaque tokens are introspected, and the answers
+/// accepted lately (by the token's SHA-256, until when).
+struct Introspection {
+    endpoint: Url,
+    client_id: String,
+    client_secret: ClientSecret,
+    http: reqwest::Client,
+    accepted: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+}
+
+/// An introspection response (RFC 7662 §2.2): the members this server uses.
+#[derive(Deserialize)]
+struct Introspected {
+    active: bool,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<serde_json::Value>,
+    #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    token_type: Option<String>,
+    /// A proof-of-possession binding (DPoP key, mTLS certificate).
+    #[serde(default)]
+    cnf: Option<serde_json::Value>,
 }
 
 struct Keys {
@@ -85,6 +142,7 @@ struct Keys {
 struct IssuerMetadata {
     issuer: Option<String>,
     jwks_uri: Option<String>,
+    introspection_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -113,18 +171,113 @@ fn http_client(loopback: bool) -> Result<reqwest::Client, String> {
         .map_err(|e| format!("the HTTP client could not be built: {e}"))
 }
 
+/// The client that posts tokens for introspection: like [`http_client`],
+/// but never redirected (the token and the client credentials go to the
+/// endpoint the metadata names, nowhere else).
+fn introspection_client(loopback: bool) -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("heygen-video-mcp/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(FETCH_TIMEOUT)
+        .timeout(FETCH_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if loopback {
+        b = b.no_proxy();
+    }
+    b.build()
+        .map_err(|e| format!("the HTTP client could not be built: {e}"))
+}
+
+/// An endpoint the issuer's metadata names: https, or http on loopback.
+fn secure_url(raw: &str, what: &str) -> Result<Url, String> {
+    let u =
+        Url::parse(raw).map_err(|e| format!("the issuer's {what} {raw:?} is not a URL: {e}"))?;
+    if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback(&u)) {
+        return Err(format!("the issuer's {what} {raw:?} is not https"));
+    }
+    Ok(u)
+}
+
+impl Introspection {
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let accepted = self.accepted.lock().ok()?;
+        accepted
+            .get(digest)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(p, _)| p.clone())
+    }
+
+    fn remember(&self, digest: [u8; 32], principal: &Principal, keep: Duration) {
+        if keep.is_zero() {
+            return;
+        }
+        let Ok(mut accepted) = self.accepted.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if accepted.len() >= MAX_REMEMBERED {
+            accepted.retain(|_, (_, until)| now < *until);
+            if accepted.len() >= MAX_REMEMBERED {
+                accepted.clear();
+            }
+        }
+        accepted.insert(digest, (principal.clone(), now + keep));
+    }
+
+    /// Posts the token to the endpoint (RFC 7662 §2.1) as this server's client.
+    async fn ask(&self, token: &str) -> Result<Introspected, String> {
+        let url = &self.endpoint;
+        let form = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        let resp = self
+            .http
+            .post(url.clone())
+            .basic_auth(
+                form(&self.client_id),
+                Some(form(self.client_secret.expose())),
+            )
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("could not reach {url}: {}", short(&e)))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(format!(
+                "{url} refused this server's client credentials (HTTP {}): check \
+                 HEYGEN_OAUTH_CLIENT_ID and HEYGEN_OAUTH_CLIENT_SECRET",
+                status.as_u16()
+            ));
+        }
+        let doc = read_json(resp, url).await?;
+        serde_json::from_value(doc).map_err(|e| format!("{url} answered no introspection: {e}"))
+    }
+}
+
 fn is_loopback(u: &Url) -> bool {
     u.host_str().is_some_and(crate::net::is_loopback_host)
 }
 
 /// GETs a JSON document, bounded in time and size.
 async fn fetch_json(http: &reqwest::Client, url: &Url) -> Result<serde_json::Value, String> {
-    let mut resp = http
+    let resp = http
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
         .map_err(|e| format!("could not reach {url}: {}", short(&e)))?;
+    read_json(resp, url).await
+}
+
+/// A successful answer's JSON body, bounded in size.
+async fn read_json(mut resp: reqwest::Response, url: &Url) -> Result<serde_json::Value, String> {
     if !resp.status().is_success() {
         return Err(format!("{url} answered HTTP {}", resp.status().as_u16()));
     }
@@ -232,15 +385,27 @@ impl ResourceServer {
     pub async fn discover(settings: &OAuthSettings, resource: &Url) -> Result<Self, String> {
         let issuer_url = Url::parse(&settings.issuer)
             .map_err(|e| format!("HEYGEN_OAUTH_ISSUER is not a URL: {e}"))?;
+        let credentials = match (&settings.client_id, &settings.client_secret) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("HEYGEN_OAUTH_CLIENT_ID is set but HEYGEN_OAUTH_CLIENT_SECRET is not:                      token introspection needs both (the secret in the environment only)"
+                    .into());
+            }
+            (None, Some(_)) => {
+                return Err("HEYGEN_OAUTH_CLIENT_SECRET is set but HEYGEN_OAUTH_CLIENT_ID is not:                      token introspection needs both"
+                    .into());
+            }
+        };
         let http = http_client(is_loopback(&issuer_url))?;
         let mut tried = Vec::new();
-        let mut jwks_uri = None;
+        let mut found = None;
         for url in metadata_urls(&issuer_url) {
             match fetch_json(&http, &url).await {
                 Ok(doc) => {
                     let meta: IssuerMetadata = serde_json::from_value(doc)
                         .map_err(|e| format!("the issuer metadata at {url} is malformed: {e}"))?;
-                    let named = meta.issuer.unwrap_or_default();
+                    let named = meta.issuer.clone().unwrap_or_default();
                     if named != settings.issuer {
                         return Err(format!(
                             "the issuer metadata at {url} names the issuer {named:?}, not \
@@ -249,24 +414,13 @@ impl ResourceServer {
                             settings.issuer
                         ));
                     }
-                    let raw = meta.jwks_uri.ok_or_else(|| {
-                        format!(
-                            "the issuer metadata at {url} has no jwks_uri: this server \
-                             validates JWT access tokens and needs the issuer's signing keys"
-                        )
-                    })?;
-                    let u = Url::parse(&raw)
-                        .map_err(|e| format!("the issuer's jwks_uri {raw:?} is not a URL: {e}"))?;
-                    if u.scheme() != "https" && !(u.scheme() == "http" && is_loopback(&u)) {
-                        return Err(format!("the issuer's jwks_uri {raw:?} is not https"));
-                    }
-                    jwks_uri = Some(u);
+                    found = Some((url, meta));
                     break;
                 }
                 Err(e) => tried.push(e),
             }
         }
-        let Some(jwks_uri) = jwks_uri else {
+        let Some((meta_url, meta)) = found else {
             return Err(format!(
                 "the OAuth issuer {} is unreachable or publishes no metadata ({}). Check \
                  HEYGEN_OAUTH_ISSUER and that this server can reach it.",
@@ -274,16 +428,62 @@ impl ResourceServer {
                 tried.join("; ")
             ));
         };
-        let http = http_client(is_loopback(&jwks_uri))?;
-        let set = fetch_json(&http, &jwks_uri)
-            .await
-            .and_then(parse_jwks)
-            .map_err(|e| format!("the issuer's signing keys could not be loaded: {e}"))?;
-        if set.is_empty() {
-            return Err(format!(
-                "the issuer's JWKS at {jwks_uri} holds no signing key this server can use"
-            ));
-        }
+        let introspection = match (credentials, &meta.introspection_endpoint) {
+            (Some((client_id, client_secret)), Some(raw)) => {
+                let endpoint = secure_url(raw, "introspection_endpoint")?;
+                Some(Introspection {
+                    http: introspection_client(is_loopback(&endpoint))?,
+                    endpoint,
+                    client_id,
+                    client_secret,
+                    accepted: Mutex::default(),
+                })
+            }
+            (Some(_), None) => {
+                return Err(format!(
+                    "HEYGEN_OAUTH_CLIENT_ID is set for token introspection, but the issuer \
+                     metadata at {meta_url} has no introspection_endpoint: enable introspection \
+                     (RFC 7662) at the provider, or unset HEYGEN_OAUTH_CLIENT_ID and \
+                     HEYGEN_OAUTH_CLIENT_SECRET to accept JWT access tokens only"
+                ));
+            }
+            (None, Some(_)) => {
+                tracing::info!(
+                    "the OAuth issuer offers token introspection; set HEYGEN_OAUTH_CLIENT_ID and \
+                     HEYGEN_OAUTH_CLIENT_SECRET to accept its opaque access tokens too"
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let jwks_uri = match &meta.jwks_uri {
+            Some(raw) => Some(secure_url(raw, "jwks_uri")?),
+            None if introspection.is_some() => None,
+            None => {
+                return Err(format!(
+                    "the issuer metadata at {meta_url} has no jwks_uri: this server validates \
+                     JWT access tokens and needs the issuer's signing keys (or, for opaque \
+                     tokens, set HEYGEN_OAUTH_CLIENT_ID and HEYGEN_OAUTH_CLIENT_SECRET for \
+                     token introspection)"
+                ));
+            }
+        };
+        let (http, set) = match &jwks_uri {
+            Some(jwks_uri) => {
+                let http = http_client(is_loopback(jwks_uri))?;
+                let set = fetch_json(&http, jwks_uri)
+                    .await
+                    .and_then(parse_jwks)
+                    .map_err(|e| format!("the issuer's signing keys could not be loaded: {e}"))?;
+                if set.is_empty() && introspection.is_none() {
+                    return Err(format!(
+                        "the issuer's JWKS at {jwks_uri} holds no signing key this server can use"
+                    ));
+                }
+                (http, set)
+            }
+            None => (http, Vec::new()),
+        };
         let resource = resource.to_string();
         let mut audiences = vec![resource.clone()];
         audiences.extend(settings.audiences.iter().cloned());
@@ -305,7 +505,13 @@ impl ResourceServer {
                 fetched: Instant::now(),
             }),
             refresh: tokio::sync::Mutex::new(()),
+            introspection,
         })
+    }
+
+    /// Whether opaque tokens are checked by introspection.
+    pub fn introspects(&self) -> bool {
+        self.introspection.is_some()
     }
 
     pub fn issuer(&self) -> &str {
@@ -347,9 +553,10 @@ impl ResourceServer {
         if self.cached().1.elapsed() < REFRESH_FLOOR {
             return;
         }
-        let fresh = fetch_json(&self.http, &self.jwks_uri)
-            .await
-            .and_then(parse_jwks);
+        let Some(jwks_uri) = &self.jwks_uri else {
+            return;
+        };
+        let fresh = fetch_json(&self.http, jwks_uri).await.and_then(parse_jwks);
         let mut keys = match self.keys.write() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
@@ -391,6 +598,11 @@ impl ResourceServer {
     pub async fn verify(&self, token: &str) -> Result<Principal, Rejection> {
         if token.is_empty() || token.len() > MAX_TOKEN {
             return Err(Rejection::Invalid("the access token is malformed"));
+        }
+        if let Some(introspection) = &self.introspection
+            && (self.jwks_uri.is_none() || jsonwebtoken::decode_header(token).is_err())
+        {
+            return self.introspect(introspection, token).await;
         }
         // An unknown alg (`none` included) fails to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
@@ -450,6 +662,91 @@ impl ResourceServer {
             }
         }
         Err(last)
+    }
+
+    /// Checks an opaque token with the issuer (or the answer remembered
+    /// for it).
+    async fn introspect(&self, with: &Introspection, token: &str) -> Result<Principal, Rejection> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(p) = with.remembered(&digest) {
+            return Ok(p);
+        }
+        let answer = with.ask(token).await.map_err(|e| {
+            tracing::warn!("token introspection failed: {e}");
+            Rejection::Unavailable
+        })?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let exp = answer.exp;
+        let principal = self.check_introspected(answer, now)?;
+        let mut keep = INTROSPECTION_CACHE;
+        if let Some(exp) = exp {
+            keep = keep.min(Duration::from_secs(exp.saturating_sub(now)));
+        }
+        with.remember(digest, &principal, keep);
+        Ok(principal)
+    }
+
+    /// The rules of a JWT's claims, applied to an introspection answer.
+    fn check_introspected(&self, a: Introspected, now: u64) -> Result<Principal, Rejection> {
+        if !a.active {
+            return Err(Rejection::Invalid(
+                "the access token is not active (expired, revoked or unknown to the issuer)",
+            ));
+        }
+        if let Some(t) = &a.token_type
+            && !t.eq_ignore_ascii_case("bearer")
+            && !t.eq_ignore_ascii_case("access_token")
+        {
+            return Err(Rejection::Invalid("the token is not a bearer access token"));
+        }
+        if a.cnf.is_some() {
+            return Err(Rejection::Invalid(
+                "the access token is bound to a key or certificate, which this server does not check",
+            ));
+        }
+        if a.iss.as_ref().is_some_and(|iss| *iss != self.issuer) {
+            return Err(Rejection::Invalid(
+                "the access token comes from another issuer",
+            ));
+        }
+        let names_us = |v: &serde_json::Value| {
+            v.as_str()
+                .is_some_and(|s| self.audiences.iter().any(|a| a == s))
+        };
+        let audience_ok = match &a.aud {
+            Some(serde_json::Value::Array(items)) => items.iter().any(names_us),
+            Some(v) => names_us(v),
+            None => false,
+        };
+        if !audience_ok {
+            return Err(Rejection::Invalid(
+                "the access token is not meant for this server (audience)",
+            ));
+        }
+        if a.exp
+            .is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < now)
+        {
+            return Err(Rejection::Invalid("the access token has expired"));
+        }
+        if a.nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
+        {
+            return Err(Rejection::Invalid("the access token is not valid yet"));
+        }
+        let Some(sub) = a.sub else {
+            return Err(Rejection::Invalid(
+                "the access token lacks a required claim (exp, iss, aud or sub)",
+            ));
+        };
+        self.authorize(Claims {
+            sub,
+            iss: self.issuer.clone(),
+            scope: a.scope,
+            scp: None,
+        })
     }
 
     fn authorize(&self, claims: Claims) -> Result<Principal, Rejection> {

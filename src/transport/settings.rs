@@ -45,6 +45,32 @@ pub struct OAuthSettings {
     pub scopes: Vec<String>,
     /// Videos per signed-in user per UTC day on the server's key.
     pub user_daily_videos: Option<u32>,
+    /// This server's client id at the issuer, for token introspection.
+    pub client_id: Option<String>,
+    /// Its client secret (`HEYGEN_OAUTH_CLIENT_SECRET`, environment only).
+    pub client_secret: Option<ClientSecret>,
+}
+
+/// A client secret: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// `None` for an empty or blank value.
+    pub fn new(raw: &str) -> Option<Self> {
+        let s = raw.trim();
+        (!s.is_empty()).then(|| Self(s.to_string()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(***)")
+    }
 }
 
 /// Caps and idle expiry of legacy (2025-11-25 and older) HTTP sessions.
