@@ -815,114 +815,23 @@ pub fn assert_iso_bmff(bytes: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------
-// A small JSON Schema check (the subset our schemas use)
+// JSON Schema checks of structuredContent
 // ---------------------------------------------------------------------------
 
-fn type_matches(ty: &str, v: &Value) -> bool {
-    match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        "null" => v.is_null(),
-        _ => true,
-    }
-}
-
-/// Whether `v` satisfies `schema` for the keywords our tool schemas use:
-/// `type`, `enum`, `const`, `anyOf`/`oneOf`, `properties`, `required`,
-/// `additionalProperties: false`, `items`, `minimum`/`maximum`. Returns the
-/// first violation.
+/// The first violation of `schema` by `v` (JSON Schema 2020-12, formats
+/// checked), found by a real validator; `None` when `v` conforms.
 pub fn schema_violation(schema: &Value, v: &Value, at: &str) -> Option<String> {
-    if let Some(r) = schema.get("$ref") {
-        return Some(format!("{at}: cannot follow $ref {r}"));
-    }
-    match schema.get("type") {
-        Some(Value::String(t)) if !type_matches(t, v) => {
-            return Some(format!("{at}: {v} is not of type {t}"));
-        }
-        Some(Value::Array(ts))
-            if !ts
-                .iter()
-                .any(|t| t.as_str().is_some_and(|t| type_matches(t, v))) =>
-        {
-            return Some(format!("{at}: {v} is not of any type in {ts:?}"));
-        }
-        _ => {}
-    }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array)
-        && !e.contains(v)
+    let validator = match jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(schema)
     {
-        return Some(format!("{at}: {v} not in enum {e:?}"));
-    }
-    if let Some(c) = schema.get("const")
-        && c != v
-    {
-        return Some(format!("{at}: {v} is not {c}"));
-    }
-    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
-        && v.as_f64().is_some_and(|x| x < min)
-    {
-        return Some(format!("{at}: {v} < {min}"));
-    }
-    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
-        && v.as_f64().is_some_and(|x| x > max)
-    {
-        return Some(format!("{at}: {v} > {max}"));
-    }
-    if let Some(branches) = schema.get("anyOf").and_then(Value::as_array)
-        && !branches
-            .iter()
-            .any(|b| schema_violation(b, v, at).is_none())
-    {
-        return Some(format!("{at}: {v} matches no anyOf branch"));
-    }
-    if let Some(branches) = schema.get("oneOf").and_then(Value::as_array) {
-        let n = branches
-            .iter()
-            .filter(|b| schema_violation(b, v, at).is_none())
-            .count();
-        if n != 1 {
-            return Some(format!("{at}: {v} matches {n} oneOf branches"));
-        }
-    }
-    if let Value::Object(obj) = v {
-        let props = schema.get("properties").and_then(Value::as_object);
-        for r in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if !obj.contains_key(r) {
-                return Some(format!("{at}: required {r} missing"));
-            }
-        }
-        for (k, child) in obj {
-            match props.and_then(|p| p.get(k)) {
-                Some(s) => {
-                    if let Some(err) = schema_violation(s, child, &format!("{at}/{k}")) {
-                        return Some(err);
-                    }
-                }
-                None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                    return Some(format!("{at}: property {k} not allowed"));
-                }
-                None => {}
-            }
-        }
-    }
-    if let (Value::Array(items), Some(s)) = (v, schema.get("items")) {
-        for (i, item) in items.iter().enumerate() {
-            if let Some(err) = schema_violation(s, item, &format!("{at}/{i}")) {
-                return Some(err);
-            }
-        }
-    }
-    None
+        Ok(validator) => validator,
+        Err(e) => return Some(format!("{at}: the schema does not compile: {e}")),
+    };
+    validator
+        .iter_errors(v)
+        .next()
+        .map(|e| format!("{at}{}: {e}", e.instance_path()))
 }
 
 /// Asserts a tool's `structuredContent` conforms to its declared `outputSchema`.
