@@ -923,8 +923,9 @@ pub fn normalize_api_base(
 }
 
 /// The per-user data folder of the server (`$XDG_DATA_HOME/heygen-video-mcp`,
-/// else `~/.local/share/heygen-video-mcp`; on Windows `%LOCALAPPDATA%\heygen-video-mcp`
-/// when XDG_DATA_HOME is unset).
+/// else `~/.local/share/heygen-video-mcp`; when XDG_DATA_HOME is unset, on
+/// Windows `%LOCALAPPDATA%\heygen-video-mcp` and on macOS
+/// `~/Library/Application Support/heygen-video-mcp`).
 pub fn default_data_dir() -> Option<PathBuf> {
     std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -940,7 +941,12 @@ fn platform_data_home() -> Option<PathBuf> {
         .or_else(|| home_dir().map(|h| h.join(".local/share")))
 }
 
-#[cfg(not(windows))]
+#[cfg(target_os = "macos")]
+fn platform_data_home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join("Library/Application Support"))
+}
+
+#[cfg(not(any(windows, target_os = "macos")))]
 fn platform_data_home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share"))
 }

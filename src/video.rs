@@ -138,6 +138,8 @@ pub struct TaskSnapshot {
     pub estimated_seconds: Option<u64>,
     /// A still of the finished video.
     pub thumbnail_url: Option<String>,
+    /// The finished video with burnt-in captions, when the upstream makes one.
+    pub captioned_video_url: Option<String>,
     /// Length of the finished video.
     pub duration: Option<Duration>,
 }

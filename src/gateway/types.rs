@@ -292,6 +292,7 @@ impl TaskObject {
             error,
             estimated_seconds: self.estimated_seconds(),
             thumbnail_url: None,
+            captioned_video_url: None,
             duration: None,
         }
     }

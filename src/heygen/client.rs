@@ -436,6 +436,9 @@ pub fn snapshot_of(task_id: &str, session: &Session, video: Option<&Video>) -> T
         error,
         estimated_seconds: None,
         thumbnail_url: completed.and_then(|v| v.thumbnail_url.clone()),
+        captioned_video_url: completed
+            .and_then(|v| v.captioned_video_url.clone())
+            .filter(|u| !u.trim().is_empty()),
         duration: completed
             .and_then(|v| v.duration)
             .filter(|d| *d >= 0.0)
@@ -633,6 +636,7 @@ mod tests {
         assert_eq!(snap.links_expire_at, unix(1_796_126_400.0));
         assert_eq!(snap.duration, Some(Duration::from_millis(31_500)));
         assert_eq!(snap.thumbnail_url.as_deref(), Some("https://cdn/t.jpg"));
+        assert_eq!(snap.captioned_video_url, None);
     }
 
     #[test]

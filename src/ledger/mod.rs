@@ -5,7 +5,7 @@
 //! [`Ledger`] is a small trait so a shared store can replace the embedded
 //! SQLite file ([`sqlite::SqliteLedger`]) for multi-replica hosting. Every row
 //! and every lookup is scoped by a tenant: a hash of the upstream key
-//! ([`crate::gateway::ApiKey::fingerprint`]), never the key itself
+//! ([`crate::backend::ApiKey::fingerprint`]), never the key itself
 //! (DESIGN.md §8 "Ledger and tenants"). The embedded ledger is an
 //! optimisation and a convenience: when it cannot be used, video creation goes
 //! on without it. A shared store ([`postgres::PostgresLedger`], configured for

@@ -590,6 +590,7 @@ mod tests {
             links_expired: None,
             thumbnail_url: None,
             duration_seconds: None,
+            captioned_video_url: None,
         };
         let mut fresh = v.clone();
         apply_expiry(&mut fresh, at("2026-11-29T08:00:00Z"));

@@ -316,6 +316,7 @@ fn placeholder() -> VideoTask {
         links_expired: None,
         thumbnail_url: None,
         duration_seconds: None,
+        captioned_video_url: None,
     }
 }
 

@@ -70,6 +70,10 @@ pub struct VideoTask {
     /// Length of the video.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// The captioned MP4, shown in the text only (it is not for saving).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub captioned_video_url: Option<String>,
 }
 
 impl VideoTask {
@@ -96,6 +100,7 @@ impl VideoTask {
             duration_seconds: task
                 .duration
                 .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
+            captioned_video_url: task.captioned_video_url.clone(),
         };
         view.next_step = view.status_next_step(task.links_expire_at, now, caps);
         view
@@ -127,6 +132,7 @@ impl VideoTask {
             links_expired: None,
             thumbnail_url: None,
             duration_seconds: None,
+            captioned_video_url: None,
         }
     }
 
@@ -262,6 +268,14 @@ impl VideoTask {
         }
         for url in &self.video_urls {
             s.push_str(&format!("\nvideo_url: {url}"));
+        }
+        if let Some(url) = &self.captioned_video_url
+            && self.status == VideoStatus::Completed
+        {
+            s.push_str(&format!("\nwith captions: {url}"));
+        }
+        if let Some(d) = self.duration_seconds {
+            s.push_str(&format!("\nduration: {d} s"));
         }
         if let Some(t) = &self.links_expire_at {
             if self.links_expired == Some(true) {
