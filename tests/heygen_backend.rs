@@ -117,7 +117,11 @@ async fn a_video_from_prompt_to_saved_file_on_both_revisions() {
         assert!(sc["thumbnail_url"].is_string(), "{sc}");
         assert!(sc["duration_seconds"].as_f64().unwrap() > 0.0, "{sc}");
         assert!(result_text(&done).contains(&url));
-        assert!(result_text(&done).contains("with captions: http"), "{}", result_text(&done));
+        assert!(
+            result_text(&done).contains("with captions: http"),
+            "{}",
+            result_text(&done)
+        );
         assert!(sc.get("captioned_video_url").is_none(), "text only: {sc}");
 
         let saved = child

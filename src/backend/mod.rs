@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod error;
 pub mod http;
+pub mod lenient;
 pub mod secret;
 
 use std::{fmt, time::Duration};
@@ -116,12 +117,20 @@ pub enum Cancelled {
 pub trait VideoBackend: Send + Sync + fmt::Debug {
     fn capabilities(&self) -> &Capabilities;
 
+    /// The HTTP settings the backend runs with.
+    fn http_config(&self) -> &http::HttpConfig;
+
     /// `HEYGEN_API_BASE` as configured (origin plus optional prefix).
-    fn base_url(&self) -> &str;
+    fn base_url(&self) -> &str {
+        &self.http_config().base_url
+    }
 
     /// How long one create may take at most, retries included: the time
     /// after which a claim without an outcome counts as abandoned.
-    fn create_deadline(&self) -> Duration;
+    fn create_deadline(&self) -> Duration {
+        let c = self.http_config();
+        c.timeout + c.retry.create_budget
+    }
 
     /// Starts one video. Sent once; see the money rule in UPSTREAM.md.
     fn create<'a>(

@@ -3,7 +3,7 @@
 //! arrive as strings, an unknown status is kept verbatim, and the result URLs are
 //! accepted both as `results: [{url}]` and as `output: {url, urls}`.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The only model this server drives.
@@ -12,7 +12,10 @@ pub const MODEL: &str = "heygen-video-agent";
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use crate::video::Orientation;
-use crate::video::{TaskErrorView, TaskSnapshot, VideoStatus};
+use crate::{
+    backend::lenient::{lenient_bool, lenient_f64, lenient_i64, lenient_string, value_to_string},
+    video::{TaskErrorView, TaskSnapshot, VideoStatus},
+};
 
 /// Result links live 24 h after the task was created (UPSTREAM.md).
 pub const LINK_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -339,43 +342,6 @@ impl ErrorEnvelope {
         }
         body
     }
-}
-
-fn value_to_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(value_to_string(&Value::deserialize(d)?))
-}
-
-fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().trim_end_matches('%').parse().ok(),
-        _ => None,
-    })
-}
-
-fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    })
-}
-
-fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Bool(b) => Some(b),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    })
 }
 
 #[cfg(test)]

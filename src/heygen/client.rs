@@ -533,13 +533,8 @@ impl VideoBackend for HeygenClient {
         &self.caps
     }
 
-    fn base_url(&self) -> &str {
-        &self.config().base_url
-    }
-
-    fn create_deadline(&self) -> Duration {
-        let c = self.config();
-        c.timeout + c.retry.create_budget
+    fn http_config(&self) -> &crate::backend::http::HttpConfig {
+        self.config()
     }
 
     fn create<'a>(

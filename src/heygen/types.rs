@@ -2,10 +2,13 @@
 //! unknown fields are ignored, optional fields may be missing or null, numbers
 //! may arrive as strings, unknown status words are kept verbatim.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::video::Orientation;
+use crate::{
+    backend::lenient::{lenient_f64, lenient_string},
+    video::Orientation,
+};
 
 /// `{"data": …}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -240,24 +243,4 @@ pub struct StyleItem {
     pub preview_video_url: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
     pub aspect_ratio: Option<String>,
-}
-
-/// A string, or a number/bool written as one; null and other shapes are `None`.
-fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::String(s)) => Some(s),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        Some(Value::Bool(b)) => Some(b.to_string()),
-        _ => None,
-    })
-}
-
-/// A number, or a string holding one.
-fn lenient_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|f: &f64| f.is_finite()))
 }
