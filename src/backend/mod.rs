@@ -2,8 +2,8 @@
 //! backend-neutral requests of [`crate::video`] into its own wire calls and
 //! its answers into [`TaskSnapshot`]s, maps its own error envelope into an
 //! [`UpstreamError`], and states what it can do in [`Capabilities`] (how long
-//! links live, how long renders take, whether it can cancel, whether it has a
-//! catalogue). The gateway (`crate::gateway`, UPSTREAM.md) and HeyGen's own
+//! links live, how long renders take, how large an upload may be); whether it
+//! can stop a video is the answer of [`VideoBackend::cancel`]. The gateway (`crate::gateway`, UPSTREAM.md) and HeyGen's own
 //! v3 API (`crate::heygen`, HEYGEN_V3.md) are the two implementations; the
 //! HTTP exchange both use (retries, redirects, capped bodies) is [`http`].
 
@@ -97,8 +97,6 @@ pub struct Capabilities {
     pub poll_after: Duration,
     /// The shortest poll interval announced to MCP Tasks clients.
     pub min_task_poll: Duration,
-    /// Whether a running video can be stopped.
-    pub cancel: bool,
     /// Largest local file the upload endpoint takes.
     pub max_upload_bytes: u64,
 }

@@ -25,7 +25,6 @@ pub fn capabilities() -> Capabilities {
         typical_render: "a few minutes",
         poll_after: Duration::from_secs(30),
         min_task_poll: Duration::ZERO,
-        cancel: false,
         max_upload_bytes: MAX_UPLOAD_BYTES,
     }
 }

@@ -42,7 +42,6 @@ pub fn capabilities() -> Capabilities {
         typical_render: "20–45 minutes",
         poll_after: Duration::from_secs(60),
         min_task_poll: Duration::from_secs(10),
-        cancel: true,
         max_upload_bytes: MAX_UPLOAD_BYTES,
     }
 }
@@ -104,7 +103,7 @@ impl HeygenClient {
             .transport
             .send_unrepeated(key, &url, Bytes::from(body))
             .await?;
-        let session: Session = data(status, &bytes, key)?;
+        let session: Session = data_of(status, &bytes, key)?;
         if session.session_id.as_deref().is_none_or(str::is_empty) {
             // The video was probably created, but we cannot name it.
             return Err(UpstreamError::Decode {
@@ -252,7 +251,7 @@ impl HeygenClient {
     ) -> Result<T, UpstreamError> {
         let url = self.transport.url(path);
         let (status, bytes) = self.transport.send_idempotent(key, &url).await?;
-        data(status, &bytes, key)
+        data_of(status, &bytes, key)
     }
 }
 
@@ -290,14 +289,6 @@ fn mime_of(name: &str) -> &'static str {
 }
 
 /// The `data` of a 2xx answer, key scrubbed.
-fn data<T: DeserializeOwned>(
-    status: StatusCode,
-    bytes: &[u8],
-    key: &ApiKey,
-) -> Result<T, UpstreamError> {
-    data_of(status, bytes, key)
-}
-
 fn data_of<T: DeserializeOwned>(
     status: StatusCode,
     bytes: &[u8],
